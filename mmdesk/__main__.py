@@ -1,0 +1,3 @@
+from mmdesk.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,12 @@
+"""One module per CLI command: ``add_arguments(parser)`` and ``run(args) -> int``.
+
+Modules are imported only when their command runs, so ``mmdesk doctor`` never pays for torch.
+"""
+
+COMMANDS: dict[str, str] = {
+    "analyze": "Analyse a recorded clip window by window (JSON Lines or CSV)",
+    "models": "Build, list or verify the model pack",
+    "train": "Train the project's own models (voice, text)",
+    "bench": "Measure per-stage latency and throughput",
+    "doctor": "Check the installation: versions, providers, devices, models",
+}

@@ -1,0 +1,1 @@
+"""Qt-free core: data types crossing threads, the session clock and bounded buffers."""

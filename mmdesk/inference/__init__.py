@@ -1,0 +1,1 @@
+"""Model manifest, pack location and verification, onnxruntime sessions. No torch here."""

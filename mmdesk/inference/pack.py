@@ -1,0 +1,28 @@
+"""Where the model pack lives: --models DIR, else $MMDESK_MODELS, else the user data directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mmdesk.inference.manifest import Manifest, load_manifest
+
+ENV_VAR = "MMDESK_MODELS"
+
+
+def default_pack_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("mmdesk", appauthor=False)) / "models"
+
+
+def resolve_pack_dir(cli_value: str | os.PathLike[str] | None = None) -> Path:
+    if cli_value:
+        return Path(cli_value).expanduser()
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    return default_pack_dir()
+
+
+def open_pack(cli_value: str | os.PathLike[str] | None = None) -> Manifest:
+    return load_manifest(resolve_pack_dir(cli_value))
