@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -30,8 +33,34 @@ _ORT_TYPES = {
 def _ort():
     import onnxruntime as ort
 
-    ort.set_default_logger_severity(3)  # provider fall-back warnings are reported by us instead
+    # provider load failures are detected and reported by us (cuda_problem, active provider)
+    ort.set_default_logger_severity(4)
     return ort
+
+
+@functools.cache
+def cuda_problem() -> str | None:
+    """None when onnxruntime's CUDA provider can be loaded here, else why it cannot."""
+    ort = _ort()
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return "this onnxruntime build has no CUDA provider (install onnxruntime-gpu)"
+    import importlib.util
+
+    if hasattr(ort, "preload_dlls") and importlib.util.find_spec("nvidia") is not None:
+        # CUDA/cuDNN installed as nvidia-* pip packages are not on the loader path by themselves
+        try:
+            ort.preload_dlls()
+        except Exception:  # noqa: BLE001 - best effort; the load below tells the real story
+            pass
+    name = "onnxruntime_providers_cuda.dll" if sys.platform == "win32" else "libonnxruntime_providers_cuda.so"
+    capi = os.path.join(os.path.dirname(ort.__file__), "capi")
+    try:
+        ctypes.CDLL(os.path.join(capi, "libonnxruntime_providers_shared.so")) if sys.platform != "win32" else None
+        ctypes.CDLL(os.path.join(capi, name))
+    except OSError as exc:
+        missing = str(exc).split(":")[0].strip() if "cannot open shared object" in str(exc) else str(exc)
+        return f"a CUDA library is missing: {missing}"
+    return None
 
 
 def available_providers() -> list[str]:
@@ -44,13 +73,14 @@ def providers_for(device: str) -> list[str]:
     available = available_providers()
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    if device == "cuda" and "CUDAExecutionProvider" not in available:
+    problem = cuda_problem()
+    if device == "cuda" and problem:
         raise DeviceError(
-            "--device cuda was requested but this onnxruntime has no CUDA provider "
-            f"(available: {', '.join(available)})",
-            "install onnxruntime-gpu with CUDA 12 and cuDNN 9, or use --device auto / cpu",
+            f"--device cuda was requested but CUDA cannot be used: {problem}",
+            "install the CUDA 13 runtime and cuDNN 9 (or `pip install onnxruntime-gpu[cuda,cudnn]`), "
+            "or use --device auto / cpu",
         )
-    if "CUDAExecutionProvider" in available:
+    if problem is None:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
@@ -113,6 +143,7 @@ def open_model(manifest: Manifest, role: str, device: str = "auto", threads: int
         raise DeviceError(
             f"--device cuda was requested but onnxruntime fell back to {active} for {path.name} "
             "(CUDA or cuDNN libraries not found)",
-            "install CUDA 12 + cuDNN 9 (or `pip install onnxruntime-gpu[cuda,cudnn]`), or use --device auto",
+            "install the CUDA 13 runtime + cuDNN 9 (or `pip install onnxruntime-gpu[cuda,cudnn]`), "
+            "or use --device auto",
         )
     return OnnxModel(role=role, path=path, session=session, active_provider=active, sha256=entry.sha256)

@@ -1,0 +1,1 @@
+"""Headless analysis: windows → per-modality results, clip analysis, output records and writers."""

@@ -1,0 +1,189 @@
+"""Turn synchronised windows into per-modality judgements.
+
+Each video frame is analysed once (face detection + expression) and cached, so overlapping
+windows cost no repeated work; the VAD runs once over the continuous audio; text results are
+cached by text. Every stage records its time so ``mmdesk bench`` can report it.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from mmdesk.core.labels import LABELS
+from mmdesk.core.types import AudioChunk, FaceResult, TextResult, VoiceResult, Window, WindowResult
+from mmdesk.inference.manifest import Manifest
+from mmdesk.perception.face import FaceDetection, FaceDetector, FaceExpression, face_crop
+from mmdesk.perception.text import TextEmotion
+from mmdesk.perception.vad import SileroVad
+from mmdesk.perception.voice import VoiceEmotion
+
+MAX_FRAME_SIDE = 1280  # larger frames (4K) are scaled down once on arrival; faces stay > 64 px
+
+
+@dataclass(frozen=True)
+class AnalyzerSettings:
+    device: str = "auto"
+    threads: int | None = None
+    min_speech_fraction: float = 0.1  # ≥ ~200 ms of speech in a 2 s window counts as voice present
+
+
+@dataclass
+class _FrameFace:
+    det: FaceDetection | None
+    probs: np.ndarray | None
+
+
+class StageTimes:
+    """Milliseconds per stage: totals since the last window, and per-call samples for face stages."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, float] = collections.defaultdict(float)
+        self.per_frame: dict[str, list[float]] = collections.defaultdict(list)
+
+    def add(self, stage: str, ms: float, *, per_frame: bool = False) -> None:
+        self.pending[stage] += ms
+        if per_frame:
+            self.per_frame[stage].append(ms)
+
+    def take(self) -> dict[str, float]:
+        """The stage totals accumulated since the previous call (they belong to one window)."""
+        out = dict(self.pending)
+        self.pending.clear()
+        return out
+
+
+class Analyzer:
+    def __init__(self, manifest: Manifest, settings: AnalyzerSettings = AnalyzerSettings()) -> None:
+        self.settings = settings
+        self.detector = FaceDetector(manifest)
+        self.expression = FaceExpression(manifest, settings.device, settings.threads)
+        self.vad = SileroVad(manifest)
+        self.voice = VoiceEmotion(manifest, settings.device, settings.threads)
+        self.text = TextEmotion(manifest, settings.device, settings.threads)
+        self._faces: dict[int, _FrameFace] = {}
+        self.times = StageTimes()
+
+    # -- what is really running, for meta records and the status bar --------------------------
+    def providers(self) -> dict[str, str]:
+        return {
+            "face_detector": self.detector.provider,
+            "face_expression": self.expression.model.active_provider,
+            "vad": self.vad.model.active_provider,
+            "voice_emotion": self.voice.model.active_provider,
+            "text_encoder": self.text.encoder.active_provider,
+            "text_emotion": self.text.head.active_provider,
+        }
+
+    def models(self) -> dict[str, dict[str, str]]:
+        out = {}
+        for m in (self.expression.model, self.vad.model, self.voice.model, self.text.encoder, self.text.head):
+            out[m.role] = {"file": m.path.name, "sha256": m.sha256}
+        return out
+
+    # -- streaming inputs ----------------------------------------------------------------------
+    def reset(self, t0: float = 0.0) -> None:
+        self._faces.clear()
+        self.vad.reset(t0)
+
+    def feed_audio(self, chunk: AudioChunk) -> None:
+        """Run the VAD over audio as it arrives (once, in order)."""
+        t = time.perf_counter()
+        self.vad.feed(chunk.t, chunk.samples)
+        self.times.add("vad", (time.perf_counter() - t) * 1e3)
+
+    # -- per window ----------------------------------------------------------------------------
+    def analyse(self, window: Window) -> WindowResult:
+        face = self._face(window)
+        voice = self._voice(window)
+        text = self._text(window)
+        if window.frames:  # frames before this window's first are never needed again
+            first = window.frames[0].index
+            self._faces = {k: v for k, v in self._faces.items() if k >= first}
+        self.vad.forget_before(window.start)
+        return WindowResult(window.index, window.start, window.end, face, voice, text, window.partial,
+                            self.times.take())
+
+    def _face(self, window: Window) -> FaceResult:
+        if not window.has_video:
+            return FaceResult(False, reason="no video track")
+        if not window.frames:
+            return FaceResult(False, reason="no video frames in this window")
+        new = [f for f in window.frames if f.index not in self._faces]
+        crops, owners = [], []
+        for frame in new:
+            image = frame.image
+            if max(image.shape[:2]) > MAX_FRAME_SIDE:
+                s = MAX_FRAME_SIDE / max(image.shape[:2])
+                image = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+            t = time.perf_counter()
+            dets = self.detector.detect(image)
+            self.times.add("face_detection", (time.perf_counter() - t) * 1e3, per_frame=True)
+            det = dets[0] if dets else None
+            if det is not None and image is not frame.image:  # report boxes in source pixels
+                s = frame.image.shape[1] / image.shape[1]
+                det = FaceDetection(tuple(int(round(v * s)) for v in det.box), det.score,
+                                    tuple((x * s, y * s) for x, y in det.landmarks) if det.landmarks else None)
+                image = frame.image
+            self._faces[frame.index] = _FrameFace(det, None)
+            if det is not None and det.box[2] >= 8 and det.box[3] >= 8:
+                crops.append(face_crop(image, det, self.expression.size))
+                owners.append(frame.index)
+        if crops:
+            t = time.perf_counter()
+            probs = self.expression.predict(np.stack(crops))
+            ms = (time.perf_counter() - t) * 1e3
+            self.times.add("face_model", ms)
+            self.times.per_frame["face_model"].extend([ms / len(crops)] * len(crops))
+            for idx, p in zip(owners, probs):
+                self._faces[idx].probs = p
+        seen = [self._faces[f.index] for f in window.frames]
+        with_face = [s for s in seen if s.det is not None and s.probs is not None]
+        if not with_face:
+            return FaceResult(False, frames_analysed=len(seen), detector=self.detector.name,
+                              reason="no face found")
+        best = max(with_face, key=lambda s: s.det.score)
+        probs = np.mean([s.probs for s in with_face], axis=0)
+        return FaceResult(
+            True, _probs(probs), box=best.det.box, score=round(best.det.score, 4),
+            frames_with_face=len(with_face), frames_analysed=len(seen), detector=self.detector.name,
+        )
+
+    def _voice(self, window: Window) -> VoiceResult:
+        if not window.has_audio:
+            return VoiceResult(False, reason="no audio track")
+        if window.audio_coverage == 0.0:
+            return VoiceResult(False, reason="no audio in this window")
+        vad_max, fraction, _ = self.vad.window_stats(window.start, window.end)
+        if fraction < self.settings.min_speech_fraction:
+            return VoiceResult(False, vad_prob=round(vad_max, 4), speech_fraction=round(fraction, 4),
+                               reason="no speech detected")
+        t = time.perf_counter()
+        feats = self.voice.features(window.audio)
+        t1 = time.perf_counter()
+        probs = self.voice.predict_features(feats)
+        t2 = time.perf_counter()
+        self.times.add("audio_features", (t1 - t) * 1e3)
+        self.times.add("voice_model", (t2 - t1) * 1e3)
+        return VoiceResult(True, _probs(probs), vad_prob=round(vad_max, 4), speech_fraction=round(fraction, 4))
+
+    def _text(self, window: Window) -> TextResult:
+        text = window.text
+        if not text:
+            return TextResult(False, reason="no text in this window")
+        t = time.perf_counter()
+        probs, truncated = self.text.predict(text)
+        self.times.add("text_encoder", (time.perf_counter() - t) * 1e3)
+        origins = tuple(sorted({e.origin for e in window.texts}))
+        return TextResult(True, _probs(probs), text=text, origins=origins, truncated=truncated)
+
+
+def _probs(p: np.ndarray) -> tuple[float, ...]:
+    p = np.clip(np.asarray(p, np.float64), 0.0, None)
+    total = p.sum()
+    p = p / total if total > 0 else np.full(len(LABELS), 1 / len(LABELS))
+    return tuple(float(x) for x in p)

@@ -1,0 +1,1 @@
+"""Per-modality perception on onnxruntime (no torch, no Qt): face, voice, VAD, text."""

@@ -1,0 +1,146 @@
+"""Face detection (YuNet, Haar cascade fallback) and expression (FER mini-Xception on onnxruntime)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mmdesk.core.labels import FER2013_LABELS, LABELS, reorder
+from mmdesk.errors import MediaError, ModelError
+from mmdesk.inference.manifest import Manifest, verify_file
+from mmdesk.inference.runtime import OnnxModel, open_model
+
+# 5 YuNet landmarks: right eye, left eye, nose tip, right and left mouth corner (image x, y).
+_RIGHT_EYE, _LEFT_EYE = 0, 1
+
+
+@dataclass(frozen=True)
+class FaceDetection:
+    box: tuple[int, int, int, int]  # x, y, w, h in image pixels
+    score: float
+    landmarks: tuple[tuple[float, float], ...] | None = None
+
+
+class FaceDetector:
+    """YuNet through OpenCV's FaceDetectorYN; the Haar cascade when YuNet cannot be loaded."""
+
+    def __init__(self, manifest: Manifest, *, prefer: str = "yunet") -> None:
+        self.name = ""
+        self._yunet = None
+        self._haar = None
+        self.max_side = 640
+        self.fallback_reason = ""
+        if prefer == "yunet":
+            try:
+                entry = manifest.entry("face_detector")
+                path = verify_file(manifest, "face_detector")
+                pre = entry.preprocessing
+                self.max_side = int(pre.get("max_side", 640))
+                self._yunet = cv2.FaceDetectorYN.create(
+                    str(path), "", (320, 320),
+                    float(pre.get("score_threshold", 0.6)), float(pre.get("nms_threshold", 0.3)), 50,
+                )
+                self._yunet_size = (320, 320)
+                self.name = "yunet"
+            except (ModelError, cv2.error) as exc:
+                self.fallback_reason = str(exc).splitlines()[0]
+        if self._yunet is None:
+            path = verify_file(manifest, "face_detector_fallback")
+            self._haar = cv2.CascadeClassifier(str(path))
+            if self._haar.empty():
+                raise ModelError(f"face detector {path} could not be loaded by OpenCV",
+                                 "rebuild the pack with `mmdesk models build`")
+            self.name = "haar"
+
+    @property
+    def provider(self) -> str:
+        return "OpenCV DNN (CPU)" if self.name == "yunet" else "OpenCV Haar cascade (CPU)"
+
+    def detect(self, image: np.ndarray) -> list[FaceDetection]:
+        """Faces in a BGR image, best first; boxes in the image's own pixel coordinates."""
+        h, w = image.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) \
+            if scale < 1.0 else image
+        sh, sw = small.shape[:2]
+        if self._yunet is not None:
+            if self._yunet_size != (sw, sh):
+                self._yunet.setInputSize((sw, sh))
+                self._yunet_size = (sw, sh)
+            _, rows = self._yunet.detect(small)
+            found = []
+            for r in rows if rows is not None else []:
+                box = tuple(int(round(v / scale)) for v in r[:4])
+                marks = tuple((float(r[4 + 2 * i] / scale), float(r[5 + 2 * i] / scale)) for i in range(5))
+                found.append(FaceDetection(_clip_box(box, w, h), float(r[14]), marks))
+        else:
+            grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+            boxes, _, weights = self._haar.detectMultiScale3(
+                grey, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24), outputRejectLevels=True
+            )
+            found = [
+                FaceDetection(
+                    _clip_box(tuple(int(round(v / scale)) for v in b), w, h),
+                    # level weights are unbounded margins; squash them into 0..1 for display
+                    float(1 / (1 + np.exp(-float(wt) / 2))),
+                )
+                for b, wt in zip(boxes, np.ravel(weights))
+            ]
+        # largest-and-surest first: the subject is usually the biggest confident face
+        return sorted(found, key=lambda d: d.score * np.sqrt(d.box[2] * d.box[3]), reverse=True)
+
+
+def _clip_box(box: tuple[int, ...], w: int, h: int) -> tuple[int, int, int, int]:
+    x, y, bw, bh = box
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(w, x + bw), min(h, y + bh)
+    return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
+
+
+def face_crop(image: np.ndarray, det: FaceDetection, size: int) -> np.ndarray:
+    """Greyscale ``size``×``size`` crop, rotated so the eyes are level when landmarks are known."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    x, y, w, h = det.box
+    cx, cy = x + w / 2, y + h / 2
+    side = max(w, h) * 1.1  # a little margin like the FER training crops (whole face, chin to brow)
+    angle = 0.0
+    if det.landmarks is not None:
+        (rx, ry), (lx, ly) = det.landmarks[_RIGHT_EYE], det.landmarks[_LEFT_EYE]
+        angle = float(np.degrees(np.arctan2(ly - ry, lx - rx)))
+    m = cv2.getRotationMatrix2D((cx, cy), angle, size / side)
+    m[0, 2] += size / 2 - cx
+    m[1, 2] += size / 2 - cy
+    return cv2.warpAffine(grey, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+class FaceExpression:
+    """FER expression probabilities over ``LABELS`` for a batch of face crops."""
+
+    def __init__(self, manifest: Manifest, device: str = "auto", threads: int | None = None) -> None:
+        self.model: OnnxModel = open_model(manifest, "face_expression", device, threads)
+        entry = manifest.entry("face_expression")
+        pre = entry.preprocessing
+        self.size = int(pre.get("size", 64))
+        self.scale = float(pre.get("scale", 1 / 255))
+        self.mean = float(pre.get("mean", 0.5))
+        self.std = float(pre.get("std", 0.5))
+        self.source_labels = tuple(entry.labels) or FER2013_LABELS
+        self._input = self.model.input_names[0]
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        """crops: uint8 (N, size, size) greyscale → float64 (N, 7) probabilities in LABELS order."""
+        if len(crops) == 0:
+            return np.zeros((0, len(LABELS)))
+        x = ((crops.astype(np.float32) * self.scale - self.mean) / self.std)[:, None, :, :]
+        (probs,) = self.model.run({self._input: x}, None)[:1]
+        return reorder(probs, self.source_labels)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise MediaError(f"{path} is not an image OpenCV can read", "use a JPEG or PNG file")
+    return image

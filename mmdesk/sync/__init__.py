@@ -1,0 +1,1 @@
+"""Synchronised windows over the captured streams."""

@@ -1,0 +1,1 @@
+"""Small helper programs used by the scripts (sample clip, result summary)."""

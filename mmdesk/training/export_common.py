@@ -1,0 +1,178 @@
+"""Shared helpers for the voice and text trainers: ONNX export, IO specs, atomic writes, metrics.
+
+Training / export only (imports torch lazily inside the functions that need it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmdesk.inference.manifest import TensorSpec
+
+ONNX_OPSET = 18
+_ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 7: "int64", 6: "int32", 2: "uint8", 3: "int8", 9: "bool"}
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, body: Any) -> None:
+    atomic_write_text(path, json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+
+
+def export_onnx_bytes(
+    model,
+    example_inputs: tuple,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_shapes: dict[str, dict[int, Any]],
+    opset: int = ONNX_OPSET,
+) -> bytes:
+    """Export an eval-mode torch module with the dynamo exporter; a single self-contained ONNX file.
+
+    ``dynamic_shapes`` maps each input name to {axis: torch.export.Dim}. The result is checked with
+    onnx.checker, must carry no external data, and is returned as bytes (the caller writes it).
+    """
+    import logging
+    import warnings
+
+    import onnx
+    import torch
+
+    model.eval()
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" notices
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        path = Path(tmp) / "model.onnx"
+        program = torch.onnx.export(
+            model,
+            example_inputs,
+            dynamo=True,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_shapes=dynamic_shapes,
+            opset_version=opset,
+            optimize=True,
+            verbose=False,
+        )
+        program.save(str(path), external_data=False)
+        others = [p.name for p in Path(tmp).iterdir() if p.name != "model.onnx"]
+        if others:
+            raise RuntimeError(f"ONNX export wrote external data files {others}")
+        proto = onnx.load(str(path), load_external_data=False)
+        for init in proto.graph.initializer:
+            if init.data_location == onnx.TensorProto.EXTERNAL:
+                raise RuntimeError(f"ONNX initializer {init.name} is stored as external data")
+        onnx.checker.check_model(proto, full_check=True)
+        return path.read_bytes()
+
+
+def onnx_io_specs(onnx_bytes_or_path: bytes | Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Input and output TensorSpecs read from the ONNX graph (symbolic dims as their names)."""
+    import onnx
+
+    if isinstance(onnx_bytes_or_path, (bytes, bytearray)):
+        proto = onnx.load_from_string(bytes(onnx_bytes_or_path))
+    else:
+        proto = onnx.load(str(onnx_bytes_or_path), load_external_data=False)
+    init_names = {i.name for i in proto.graph.initializer}
+
+    def spec(v) -> TensorSpec:
+        t = v.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim)
+        return TensorSpec(name=v.name, shape=shape, dtype=_ONNX_DTYPES.get(t.elem_type, str(t.elem_type)))
+
+    inputs = [spec(v) for v in proto.graph.input if v.name not in init_names]
+    outputs = [spec(v) for v in proto.graph.output]
+    return inputs, outputs
+
+
+def onnx_opset(onnx_bytes: bytes) -> int:
+    import onnx
+
+    proto = onnx.load_from_string(onnx_bytes)
+    return max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def ort_session(onnx_bytes_or_path: bytes | Path, threads: int = 1):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    src = bytes(onnx_bytes_or_path) if isinstance(onnx_bytes_or_path, (bytes, bytearray)) else str(onnx_bytes_or_path)
+    return ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def confusion(y_true: Sequence[int], y_pred: Sequence[int], n: int) -> np.ndarray:
+    m = np.zeros((n, n), dtype=np.int64)
+    for t, p in zip(y_true, y_pred):
+        m[int(t), int(p)] += 1
+    return m
+
+
+def accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    return float((t == p).mean()) if t.size else float("nan")
+
+
+def uar(y_true: Sequence[int], y_pred: Sequence[int], n: int) -> float:
+    """Unweighted average recall over the classes present in ``y_true``."""
+    m = confusion(y_true, y_pred, n)
+    support = m.sum(axis=1)
+    present = support > 0
+    return float((np.diag(m)[present] / support[present]).mean()) if present.any() else float("nan")
+
+
+def f1_scores(y_true: Sequence[int], y_pred: Sequence[int], n: int) -> dict[str, Any]:
+    """Per-class F1, macro F1 (classes with support), support-weighted F1, accuracy."""
+    m = confusion(y_true, y_pred, n).astype(np.float64)
+    tp = np.diag(m)
+    support = m.sum(axis=1)
+    predicted = m.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    present = support > 0
+    return {
+        "per_class": f1,
+        "support": support.astype(int),
+        "macro": float(f1[present].mean()),
+        "weighted": float((f1 * support).sum() / support.sum()),
+        "accuracy": float(tp.sum() / m.sum()),
+    }
