@@ -175,7 +175,11 @@ class CameraSource(LiveSource):
             "fps": float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or None,
             "backend": _backend_name(cap),
         }
-        name = f"camera {self.device}" if not _is_stream(self.device) else f"camera stream {self.device}"
+        name = (
+            f"camera {self.device}"
+            if not _is_stream(self.device)
+            else f"camera stream {self.device}"
+        )
         self._pump = Pump(
             self._grab,
             self._buffer,
@@ -219,7 +223,10 @@ class CameraSource(LiveSource):
         self._closed = True
         pump = self._pump
         if pump is not None and not pump.stop(timeout=STREAM_TIMEOUT_MS / 1000 + 1):
-            log.warning("camera %s: grab thread still blocked; it releases the device when it returns", self.device)
+            log.warning(
+                "camera %s: grab thread still blocked; it releases the device when it returns",
+                self.device,
+            )
         elif pump is None:
             self._release()
         self._buffer.close()

@@ -171,14 +171,18 @@ class SourcePump:
     exception raised by ``read`` (which ends the pump); ``done`` is set when the pump ends.
     """
 
-    def __init__(self, source: Source, buffer: NewestWinsBuffer[CaptureItem], *, poll: float = 0.1) -> None:
+    def __init__(
+        self, source: Source, buffer: NewestWinsBuffer[CaptureItem], *, poll: float = 0.1
+    ) -> None:
         self.source = source
         self.buffer = buffer
         self.poll = poll
         self.stop_event = threading.Event()
         self.done = threading.Event()
         self.error: str | None = None
-        self._thread = threading.Thread(target=self._run, name=f"mmdesk-{source.name}-pump", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"mmdesk-{source.name}-pump", daemon=True
+        )
 
     def start(self) -> SourcePump:
         self._thread.start()
@@ -203,4 +207,3 @@ class SourcePump:
         finally:
             self.done.set()
             self.buffer.close()
-

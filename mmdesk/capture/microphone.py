@@ -50,7 +50,9 @@ def _sounddevice() -> Any:
             "install it (Debian/Ubuntu: apt install libportaudio2; macOS: brew install portaudio)",
         ) from None
     except ImportError as e:
-        raise DeviceError(f"sounddevice is not installed ({e})", "pip install sounddevice") from None
+        raise DeviceError(
+            f"sounddevice is not installed ({e})", "pip install sounddevice"
+        ) from None
     return sounddevice
 
 
@@ -64,7 +66,11 @@ class _Resampler:
         self._av = av
         self._pts = 0
         self._tb = Fraction(1, rate)
-        self._r = None if rate == AUDIO_RATE else av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        self._r = (
+            None
+            if rate == AUDIO_RATE
+            else av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        )
 
     def __call__(self, mono: np.ndarray) -> np.ndarray:
         if self._r is None:
@@ -80,7 +86,11 @@ class _Resampler:
         if not out:
             return np.zeros(0, dtype=np.float32)
         arrays = [f.to_ndarray().reshape(-1) for f in out]
-        return np.concatenate(arrays).astype(np.float32, copy=False) if len(arrays) > 1 else arrays[0].copy()
+        return (
+            np.concatenate(arrays).astype(np.float32, copy=False)
+            if len(arrays) > 1
+            else arrays[0].copy()
+        )
 
 
 @register_source("microphone")
@@ -101,7 +111,9 @@ class MicrophoneSource(LiveSource):
         super().__init__(clock=clock, buffer=buffer)
         if block_ms <= 0:
             raise ValueError(f"block_ms must be > 0, got {block_ms}")
-        self.device = int(device) if isinstance(device, str) and device.strip().isdigit() else device
+        self.device = (
+            int(device) if isinstance(device, str) and device.strip().isdigit() else device
+        )
         self.block_ms = block_ms
         self.stall_s = max(stall_s, 4 * block_ms / 1000)
         #: device facts once open: name, index, native rate, channels, host API
@@ -130,7 +142,9 @@ class MicrophoneSource(LiveSource):
         if self._opened:
             return
         if self._closed:
-            raise RuntimeError("MicrophoneSource cannot be reopened after close(); create a new one")
+            raise RuntimeError(
+                "MicrophoneSource cannot be reopened after close(); create a new one"
+            )
         sd = _sounddevice()
         dev = _input_device(sd, self.device)
         rate = int(round(float(dev["default_samplerate"]) or 48_000))
@@ -155,7 +169,9 @@ class MicrophoneSource(LiveSource):
                 finished_callback=self._finished,
             )
         except Exception as e:
-            raise DeviceError(f"cannot open microphone {dev['name']!r} ({_short(e)})", _HINT_PICK) from None
+            raise DeviceError(
+                f"cannot open microphone {dev['name']!r} ({_short(e)})", _HINT_PICK
+            ) from None
         self._stream = stream
         self._last_block = time.monotonic()
         self._opened = True
@@ -163,7 +179,9 @@ class MicrophoneSource(LiveSource):
             stream.start()
         except Exception as e:
             self.close()
-            raise DeviceError(f"cannot start microphone {dev['name']!r} ({_short(e)})", _HINT_PICK) from None
+            raise DeviceError(
+                f"cannot start microphone {dev['name']!r} ({_short(e)})", _HINT_PICK
+            ) from None
 
     # PortAudio's thread -------------------------------------------------------------------------
 
@@ -224,7 +242,9 @@ class MicrophoneSource(LiveSource):
             return
         stream = self._stream
         if stream is not None and not stream.active and not self._closing.is_set():
-            self._mark_lost(f"microphone {self.info.get('name', self.device)!r} stream is no longer running")
+            self._mark_lost(
+                f"microphone {self.info.get('name', self.device)!r} stream is no longer running"
+            )
         elif time.monotonic() - self._last_block > self.stall_s:
             self._mark_lost(
                 f"microphone {self.info.get('name', self.device)!r} delivered no audio for "
@@ -239,11 +259,16 @@ class MicrophoneSource(LiveSource):
         stream, self._stream = self._stream, None
         if stream is not None:
             # A wedged driver can block PortAudio's abort; never let that freeze the caller.
-            closer = threading.Thread(target=_shutdown, args=(stream,), name="mmdesk-mic-close", daemon=True)
+            closer = threading.Thread(
+                target=_shutdown, args=(stream,), name="mmdesk-mic-close", daemon=True
+            )
             closer.start()
             closer.join(CLOSE_TIMEOUT_S)
             if closer.is_alive():
-                log.warning("microphone stream did not close within %.0f s; leaving it to finish", CLOSE_TIMEOUT_S)
+                log.warning(
+                    "microphone stream did not close within %.0f s; leaving it to finish",
+                    CLOSE_TIMEOUT_S,
+                )
         self._buffer.close()
 
 

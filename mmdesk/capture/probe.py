@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: packets of each stream tried before deciding that a stream cannot be decoded at all
 _PROBE_PACKETS = 48
+#: packets read at most while probing (a file with all audio first must not be read whole)
+_PROBE_MAX_TOTAL = 3000
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class MediaInfo:
     audio_start: float | None = None
     video_start: float | None = None
     variable_frame_rate: bool = False
+    #: container stream indexes that ClipSource reads (None: that modality is absent)
+    video_stream: int | None = None
+    audio_stream: int | None = None
     #: packets that failed to decode (filled in by ClipSource once it has read the file)
     decode_errors: int = 0
     #: human-readable remarks, e.g. "no audio track: voice will be marked absent"
@@ -86,7 +91,7 @@ def check_path(path: str | os.PathLike[str]) -> Path:
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise _bad(p, "no such file", "check the path and file name") from None
+        raise _bad(p, "the file does not exist", "check the path and file name") from None
     except PermissionError:
         raise _bad(p, "permission denied", "check the file's permissions") from None
     except OSError as e:
@@ -117,7 +122,9 @@ def open_container(p: Path) -> Any:
         return av.open(str(p), mode="r", metadata_errors="replace")
     except av.error.InvalidDataError:
         if _starts_like_mp4(p):
-            problem = "the mp4/mov file is truncated or corrupt (its index, the moov atom, is missing)"
+            problem = (
+                "the mp4/mov file is truncated or corrupt (its index, the moov atom, is missing)"
+            )
         else:
             problem = "not a media file FFmpeg understands (unknown format or corrupt data)"
         raise _bad(p, problem, _HINT_REENCODE if _starts_like_mp4(p) else _HINT_MEDIA) from None
@@ -137,6 +144,24 @@ def _starts_like_mp4(p: Path) -> bool:
     )
 
 
+def _is_picture(stream: Any) -> bool:
+    """Cover art / a still image stored as a one-packet "video" stream (mp3, m4a, flac)."""
+    import av
+
+    flags = av.stream.Disposition.attached_pic | av.stream.Disposition.still_image
+    try:
+        return bool(int(stream.disposition) & int(flags))
+    except Exception:
+        return False
+
+
+def pick_streams(container: Any) -> tuple[Any, Any]:
+    """The video stream (not cover art) and the audio stream to read: the first of each."""
+    video = next((s for s in container.streams.video if not _is_picture(s)), None)
+    audio = container.streams.audio[0] if container.streams.audio else None
+    return video, audio
+
+
 def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
     if value is None or time_base is None:
         return None
@@ -144,13 +169,23 @@ def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
 
 
 def _decodable(container: Any, streams: list[Any]) -> dict[int, bool]:
-    """Whether each stream yields a frame within its first packets."""
+    """Whether each stream yields a frame within its first packets.
+
+    A stream counts as undecodable only if it was really tried: ``_PROBE_PACKETS`` of its
+    packets (or all of them, the file being shorter) gave no frame. A stream not reached within
+    ``_PROBE_MAX_TOTAL`` packets (a badly interleaved file) gets the benefit of the doubt.
+    """
     import av
 
     ok = {s.index: False for s in streams}
     tried = {s.index: 0 for s in streams}
+    finished = False
+    total = 0
     try:
         for packet in container.demux(*streams):
+            total += 1
+            if total > _PROBE_MAX_TOTAL:
+                break
             idx = packet.stream.index
             if ok[idx] or tried[idx] >= _PROBE_PACKETS:
                 if all(ok[i] or tried[i] >= _PROBE_PACKETS for i in ok):
@@ -164,9 +199,12 @@ def _decodable(container: Any, streams: list[Any]) -> dict[int, bool]:
                 continue
             if all(ok.values()):
                 break
+        else:
+            finished = True
     except (av.error.FFmpegError, OSError, EOFError, ValueError) as e:
         log.debug("probe demux stopped: %s", e)
-    return ok
+        finished = True
+    return {i: ok[i] or (not finished and tried[i] < _PROBE_PACKETS) for i in ok}
 
 
 def probe(path: str | os.PathLike[str], *, decode_check: bool = True) -> MediaInfo:
@@ -181,9 +219,10 @@ def probe(path: str | os.PathLike[str], *, decode_check: bool = True) -> MediaIn
 
 
 def _describe(container: Any, p: Path, size: int, decode_check: bool) -> MediaInfo:
-    video = container.streams.video[0] if container.streams.video else None
-    audio = container.streams.audio[0] if container.streams.audio else None
     notes: list[str] = []
+    video, audio = pick_streams(container)
+    if video is None and any(_is_picture(s) for s in container.streams.video):
+        notes.append("cover art ignored (not a video track)")
     if video is None and audio is None:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         raise _bad(
@@ -249,6 +288,8 @@ def _describe(container: Any, p: Path, size: int, decode_check: bool) -> MediaIn
 
     return MediaInfo(
         path=str(p),
+        video_stream=video.index if video is not None else None,
+        audio_stream=audio.index if audio is not None else None,
         size_bytes=size,
         format_name=fmt,
         duration=duration,

@@ -231,7 +231,9 @@ def _detect(data: bytes) -> str:
 
 def _is_multibyte(enc: str) -> bool:
     name = codecs.lookup(enc).name
-    return any(k in name for k in ("big5", "gb", "932", "949", "950", "shift", "euc", "johab", "hz"))
+    return any(
+        k in name for k in ("big5", "gb", "932", "949", "950", "shift", "euc", "johab", "hz")
+    )
 
 
 def read_subtitles(path: str | os.PathLike[str]) -> SubtitleFile:
@@ -240,7 +242,9 @@ def read_subtitles(path: str | os.PathLike[str]) -> SubtitleFile:
     try:
         size = p.stat().st_size
         if p.is_dir():
-            raise MediaError(f"cannot read subtitles {p}: it is a directory", "pass a .srt or .vtt file")
+            raise MediaError(
+                f"cannot read subtitles {p}: it is a directory", "pass a .srt or .vtt file"
+            )
         if size > MAX_SUBTITLE_BYTES:
             raise MediaError(
                 f"cannot read subtitles {p}: {size / 1e6:.0f} MB is too large for a subtitle file",
@@ -250,7 +254,9 @@ def read_subtitles(path: str | os.PathLike[str]) -> SubtitleFile:
     except FileNotFoundError:
         raise MediaError(f"cannot read subtitles {p}: no such file", "check the path") from None
     except OSError as e:
-        raise MediaError(f"cannot read subtitles {p}: {e.strerror or e}", "check the file") from None
+        raise MediaError(
+            f"cannot read subtitles {p}: {e.strerror or e}", "check the file"
+        ) from None
     text, encoding, notes = decode_text(data)
     head = text.lstrip("\ufeff \t\r\n")[:6]
     is_vtt = head.startswith("WEBVTT") or p.suffix.lower() == ".vtt"

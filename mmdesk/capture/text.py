@@ -59,7 +59,9 @@ class TypedTextSource(LiveSource):
 
     modalities: ClassVar[frozenset[str]] = frozenset({"text"})
 
-    def __init__(self, *, clock: SessionClock | None = None, buffer: int = 64, max_chars: int = MAX_CHARS) -> None:
+    def __init__(
+        self, *, clock: SessionClock | None = None, buffer: int = 64, max_chars: int = MAX_CHARS
+    ) -> None:
         super().__init__(clock=clock, buffer=buffer)
         self.max_chars = max_chars
         #: whether the last submission was cut to ``max_chars``
@@ -84,7 +86,9 @@ class TypedTextSource(LiveSource):
             self.truncated_count += int(truncated)
             self.submitted += 1
             now = self.clock.now()
-            event = TextEvent(start=now, end=now + hold_seconds(cleaned), text=cleaned, origin="typed")
+            event = TextEvent(
+                start=now, end=now + hold_seconds(cleaned), text=cleaned, origin="typed"
+            )
             self._buffer.put(event)
             return event
 

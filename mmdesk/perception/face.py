@@ -63,7 +63,7 @@ class FaceDetector:
         """Faces in a BGR image, best first; boxes in the image's own pixel coordinates."""
         h, w = image.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
-        small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) \
+        small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR) \
             if scale < 1.0 else image
         sh, sw = small.shape[:2]
         if self._yunet is not None:

@@ -27,12 +27,20 @@ def _check_item(item: Any) -> float:
     kind = _modality(item)
     if kind == "video":
         img = item.image
-        assert isinstance(img, np.ndarray) and img.dtype == np.uint8, (type(img), getattr(img, "dtype", None))
-        assert img.ndim == 3 and img.shape[2] == 3 and img.shape[0] > 0 and img.shape[1] > 0, img.shape
+        assert isinstance(img, np.ndarray) and img.dtype == np.uint8, (
+            type(img),
+            getattr(img, "dtype", None),
+        )
+        assert img.ndim == 3 and img.shape[2] == 3 and img.shape[0] > 0 and img.shape[1] > 0, (
+            img.shape
+        )
         t = item.t
     elif kind == "audio":
         s = item.samples
-        assert isinstance(s, np.ndarray) and s.dtype == np.float32 and s.ndim == 1, (s.dtype, s.shape)
+        assert isinstance(s, np.ndarray) and s.dtype == np.float32 and s.ndim == 1, (
+            s.dtype,
+            s.shape,
+        )
         assert len(s) > 0 and np.isfinite(s).all() and np.abs(s).max() <= 1.0
         t = item.t
     else:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import socket
 import subprocess
 import sys
@@ -34,7 +33,9 @@ SINE_HZ = 1000
 def _run(cmd: list[str]) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
-        raise RuntimeError(f"ffmpeg failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"ffmpeg failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}"
+        )
 
 
 class Media:
@@ -62,8 +63,14 @@ class Media:
     # -- clips with both streams ----------------------------------------------------------------
 
     def _sync_video(self, size: str = "320x240", duration: float = 3.0) -> list[str]:
-        flash = f"drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='eq(n,{round(EVENT_T * SYNC_FPS)})'"
-        return ["-f", "lavfi", "-i", f"testsrc=size={size}:rate={SYNC_FPS}:duration={duration},{flash}"]
+        n = round(EVENT_T * SYNC_FPS)
+        flash = f"drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='eq(n,{n})'"
+        return [
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc=size={size}:rate={SYNC_FPS}:duration={duration},{flash}",
+        ]
 
     @staticmethod
     def _click_audio(click_at: float, duration: float, rate: int = 48000) -> list[str]:
@@ -74,18 +81,44 @@ class Media:
 
     def _make_av_sync_mp4(self, path: Path) -> None:
         """3 s 320x240 25 fps testsrc + 1 kHz sine; white frame and click at EVENT_T."""
-        self.ff(*self._sync_video(), *self._click_audio(EVENT_T, 3.0), *self._H264,
-                "-c:a", "aac", "-b:a", "96k", "-shortest", str(path))
+        self.ff(
+            *self._sync_video(),
+            *self._click_audio(EVENT_T, 3.0),
+            *self._H264,
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            "-shortest",
+            str(path),
+        )
 
     def _make_av_offset_mp4(self, path: Path) -> None:
         """Like av_sync.mp4 but the audio track starts 0.5 s after the video."""
-        self.ff(*self._sync_video(), "-itsoffset", "0.5", *self._click_audio(EVENT_T - 0.5, 2.5),
-                *self._H264, "-c:a", "aac", "-b:a", "96k", str(path))
+        self.ff(
+            *self._sync_video(),
+            "-itsoffset",
+            "0.5",
+            *self._click_audio(EVENT_T - 0.5, 2.5),
+            *self._H264,
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            str(path),
+        )
 
     def _make_sidecar_mp4(self, path: Path) -> None:
         """A 2 s clip with a cp1252-encoded sidecar .srt (accented text and an em dash)."""
-        self.ff(*self._sync_video(duration=2.0), *self._click_audio(EVENT_T, 2.0), *self._H264,
-                "-c:a", "aac", "-shortest", str(path))
+        self.ff(
+            *self._sync_video(duration=2.0),
+            *self._click_audio(EVENT_T, 2.0),
+            *self._H264,
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(path),
+        )
         srt = (
             "1\r\n00:00:00,500 --> 00:00:01,250\r\nCafé naïve — déjà vu\r\n\r\n"
             "2\r\n00:00:01,300 --> 00:00:01,900\r\n<i>Très</i> bien, garçon!\r\n"
@@ -95,21 +128,60 @@ class Media:
     def _make_vfr_mp4(self, path: Path) -> None:
         """Variable frame rate: 1 s at 10 fps, then 1 s at 30 fps (one stream, -fps_mode vfr)."""
         src = "testsrc=size=160x120:rate={r}:duration=1,settb=1/1000"
-        self.ff("-f", "lavfi", "-i", src.format(r=10), "-f", "lavfi", "-i", src.format(r=30),
-                "-filter_complex", "[0:v][1:v]concat=n=2:v=1:a=0[v]", "-map", "[v]",
-                "-fps_mode", "vfr", *self._H264, "-video_track_timescale", "1000", str(path))
+        self.ff(
+            "-f",
+            "lavfi",
+            "-i",
+            src.format(r=10),
+            "-f",
+            "lavfi",
+            "-i",
+            src.format(r=30),
+            "-filter_complex",
+            "[0:v][1:v]concat=n=2:v=1:a=0[v]",
+            "-map",
+            "[v]",
+            "-fps_mode",
+            "vfr",
+            *self._H264,
+            "-video_track_timescale",
+            "1000",
+            str(path),
+        )
 
     def _container(self, path: Path, codecs: list[str]) -> None:
-        self.ff("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=2",
-                "-f", "lavfi", "-i", f"sine=frequency={SINE_HZ}:sample_rate=44100:duration=2",
-                *codecs, str(path))
+        self.ff(
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=160x120:rate=25:duration=2",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency={SINE_HZ}:sample_rate=44100:duration=2",
+            *codecs,
+            str(path),
+        )
 
     def _make_clip_mkv(self, path: Path) -> None:
         self._container(path, [*self._H264, "-c:a", "libvorbis"])
 
     def _make_clip_webm(self, path: Path) -> None:
-        self._container(path, ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
-                               "-b:v", "200k", "-c:a", "libopus"])
+        self._container(
+            path,
+            [
+                "-c:v",
+                "libvpx",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "8",
+                "-b:v",
+                "200k",
+                "-c:a",
+                "libopus",
+            ],
+        )
 
     def _make_clip_mov(self, path: Path) -> None:
         self._container(path, ["-c:v", "mjpeg", "-q:v", "5", "-c:a", "pcm_s16le"])
@@ -119,22 +191,53 @@ class Media:
 
     def _make_faststart_mp4(self, path: Path) -> None:
         """4 s, index at the front (so a cut-off copy is still readable), keyframe every second."""
-        self.ff("-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=4",
-                "-f", "lavfi", "-i", f"sine=frequency={SINE_HZ}:sample_rate=48000:duration=4",
-                *self._H264, "-g", "25", "-c:a", "aac", "-movflags", "+faststart", str(path))
+        self.ff(
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25:duration=4",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency={SINE_HZ}:sample_rate=48000:duration=4",
+            *self._H264,
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+            str(path),
+        )
 
     def _make_uhd_mp4(self, path: Path) -> None:
         """4K (3840x2160), 0.5 s at 10 fps."""
-        self.ff("-f", "lavfi", "-i", "testsrc2=size=3840x2160:rate=10:duration=0.5", *self._H264, str(path))
+        self.ff(
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=3840x2160:rate=10:duration=0.5",
+            *self._H264,
+            str(path),
+        )
 
     # -- one stream only -------------------------------------------------------------------------
 
     def _make_video_only_mp4(self, path: Path) -> None:
-        self.ff("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=1", *self._H264, str(path))
+        self.ff(
+            "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=1", *self._H264, str(path)
+        )
 
     def _make_audio_only_mp4(self, path: Path) -> None:
-        self.ff("-f", "lavfi", "-i", f"sine=frequency={SINE_HZ}:sample_rate=48000:duration=1",
-                "-c:a", "aac", str(path))
+        self.ff(
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency={SINE_HZ}:sample_rate=48000:duration=1",
+            "-c:a",
+            "aac",
+            str(path),
+        )
 
     def _make_subtitles_only_mkv(self, path: Path) -> None:
         srt = path.with_name("only.srt")
@@ -163,6 +266,30 @@ class Media:
 
     def _make_tone_m4a(self, path: Path) -> None:
         self._audio(path, 44100, ["-c:a", "aac"])
+
+    def _make_tone_cover_mp3(self, path: Path) -> None:
+        """An mp3 with embedded cover art (a one-packet attached-picture "video" stream)."""
+        cover = path.with_suffix(".png")
+        self.ff(
+            "-f", "lavfi", "-i", "testsrc=size=64x64:duration=0.1", "-frames:v", "1", str(cover)
+        )
+        self.ff(
+            "-i",
+            str(self.get("tone.mp3")),
+            "-i",
+            str(cover),
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-c",
+            "copy",
+            "-id3v2_version",
+            "3",
+            "-disposition:v",
+            "attached_pic",
+            str(path),
+        )
 
     def _make_tone_8k_wav(self, path: Path) -> None:
         self._audio(path, 8000, [])
@@ -226,7 +353,7 @@ def peak_hz(samples: np.ndarray, rate: int = 16_000) -> float:
     return float(np.argmax(spectrum) * rate / len(samples))
 
 
-# -- an MJPEG "camera" over HTTP on 127.0.0.1, served by ffmpeg ----------------------------------------
+# -- an MJPEG "camera" over HTTP on 127.0.0.1, served by ffmpeg ------------------------------------
 
 
 def free_port() -> int:
@@ -272,9 +399,27 @@ def mjpeg_server(ffmpeg: str) -> Iterator[Callable[..., MjpegServer]]:
     def start(seconds: float = 10.0, fps: int = 15) -> MjpegServer:
         port = free_port()
         url = f"http://127.0.0.1:{port}/cam.mjpg"
-        cmd = [ffmpeg, "-hide_banner", "-loglevel", "quiet", "-nostdin", "-re", "-f", "lavfi",
-               "-i", f"testsrc=size=320x240:rate={fps}", "-t", str(seconds), "-f", "mpjpeg",
-               "-q:v", "5", "-listen", "1", url]
+        cmd = [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "quiet",
+            "-nostdin",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc=size=320x240:rate={fps}",
+            "-t",
+            str(seconds),
+            "-f",
+            "mpjpeg",
+            "-q:v",
+            "5",
+            "-listen",
+            "1",
+            url,
+        ]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         server = MjpegServer(url, proc)
         servers.append(server)
@@ -296,7 +441,7 @@ def mjpeg_server(ffmpeg: str) -> Iterator[Callable[..., MjpegServer]]:
         s.stop()
 
 
-# -- an ALSA test microphone for PortAudio ----------------------------------------------------------
+# -- an ALSA test microphone for PortAudio ---------------------------------------------------------
 
 MIC_RATE = 44100
 MIC_CHANNELS = 2
@@ -363,13 +508,17 @@ def alsa_mic(tmp_path: Path) -> Iterator[AlsaMic]:
     """
     if not sys.platform.startswith("linux"):
         pytest.skip("the ALSA test microphone needs Linux")
-    if not Path("/usr/lib/x86_64-linux-gnu/alsa-lib").exists() and not shutil.which("arecord"):
-        pytest.skip("ALSA plugins not installed (apt install libasound2-plugins alsa-utils)")
+    import ctypes.util
+
+    if ctypes.util.find_library("portaudio") is None:
+        pytest.skip("PortAudio not installed (apt install libportaudio2)")
     home = tmp_path / "home"
     home.mkdir()
     fifo = tmp_path / "mic.fifo"
     os.mkfifo(fifo)
-    (home / ".asoundrc").write_text(ASOUNDRC.format(fifo=fifo, rate=MIC_RATE, channels=MIC_CHANNELS))
+    (home / ".asoundrc").write_text(
+        ASOUNDRC.format(fifo=fifo, rate=MIC_RATE, channels=MIC_CHANNELS)
+    )
     fd = os.open(fifo, os.O_RDWR)
     capacity = 65536
     try:  # a small pipe: at most one block waits for the reader, like a device buffer
@@ -440,7 +589,9 @@ def run_child(mic: AlsaMic, *args: str, timeout: float = 60) -> dict[str, object
         timeout=timeout,
     )
     if proc.returncode != 0:
-        raise AssertionError(f"mic child failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"mic child failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     last = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert last, f"no result from mic child:\n{proc.stdout}\n{proc.stderr}"
     return json.loads(last[-1])

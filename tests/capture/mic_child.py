@@ -58,8 +58,15 @@ def main(mode: str) -> dict:
         read_done = clock.now()
         src.close()
         out.update(_signal_stats(chunks))
-        out.update(info=src.info, opened_at=opened_at, read_done=read_done, dropped=src.dropped,
-                   overflows=src.overflows, lost=src.lost, error=src.error)
+        out.update(
+            info=src.info,
+            opened_at=opened_at,
+            read_done=read_done,
+            dropped=src.dropped,
+            overflows=src.overflows,
+            lost=src.lost,
+            error=src.error,
+        )
     elif mode == "lost":
         src = MicrophoneSource("mmdesk_mic", stall_s=1.0)
         src.open()
@@ -81,8 +88,15 @@ def main(mode: str) -> dict:
         t1 = time.monotonic()
         src.close()
         src.close()
-        out.update(chunks=len(chunks), lost=src.lost, error=src.error, exhausted=src.exhausted,
-                   lost_after=lost_after, close_s=time.monotonic() - t1, read_after=src.read(timeout=0.01))
+        out.update(
+            chunks=len(chunks),
+            lost=src.lost,
+            error=src.error,
+            exhausted=src.exhausted,
+            lost_after=lost_after,
+            close_s=time.monotonic() - t1,
+            read_after=src.read(timeout=0.01),
+        )
     return out
 
 

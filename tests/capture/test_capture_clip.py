@@ -119,7 +119,7 @@ def test_bad_max_fps_is_rejected(media: Media) -> None:
         ClipSource(media.get("av_sync.mp4"), max_fps=0)
 
 
-# -- containers and audio formats -----------------------------------------------------------------
+# -- containers and audio formats ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["clip.mkv", "clip.webm", "clip.mov", "clip.avi"])
@@ -151,7 +151,9 @@ def test_containers(media: Media, name: str) -> None:
         ("tone_f32.wav", 48000, 1),
     ],
 )
-def test_audio_only_files_become_16k_mono(media: Media, name: str, rate: int, channels: int) -> None:
+def test_audio_only_files_become_16k_mono(
+    media: Media, name: str, rate: int, channels: int
+) -> None:
     src = ClipSource(media.get(name))
     frames, chunks, _ = split(read_all(src))
     assert not frames and chunks
@@ -167,7 +169,7 @@ def test_audio_only_files_become_16k_mono(media: Media, name: str, rate: int, ch
     assert 0.05 < np.sqrt(np.mean(steady**2)) and np.abs(x).max() <= 1.0
 
 
-# -- one stream, no stream ---------------------------------------------------------------------------
+# -- one stream, no stream -------------------------------------------------------------------------
 
 
 def test_clip_without_audio_is_video_only(media: Media) -> None:
@@ -181,7 +183,17 @@ def test_clip_without_audio_is_video_only(media: Media) -> None:
 def test_clip_without_video_is_audio_only(media: Media) -> None:
     src = ClipSource(media.get("audio_only.mp4"))
     frames, chunks, _ = split(read_all(src))
-    assert not frames and sum(len(c.samples) for c in chunks) / AUDIO_RATE == pytest.approx(1.0, abs=0.05)
+    assert not frames and sum(len(c.samples) for c in chunks) / AUDIO_RATE == pytest.approx(
+        1.0, abs=0.05
+    )
+
+
+def test_cover_art_is_not_video(media: Media) -> None:
+    src = ClipSource(media.get("tone_cover.mp3"))
+    frames, chunks, _ = split(read_all(src))
+    assert not frames and chunks
+    assert src.info is not None and not src.info.has_video
+    assert "cover art ignored (not a video track)" in src.info.notes
 
 
 def test_stream_selection(media: Media) -> None:
@@ -194,13 +206,13 @@ def test_stream_selection(media: Media) -> None:
         ClipSource(media.get("video_only.mp4"), video=False).open()
 
 
-# -- bad input ------------------------------------------------------------------------------------------
+# -- bad input -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("missing.mp4", "no such file"),
+        ("missing.mp4", "does not exist"),
         ("a_directory.mp4", "is a directory"),
         ("empty.mp4", r"empty \(0 bytes\)"),
         ("random.mp4", "not a media file FFmpeg understands"),
@@ -256,7 +268,7 @@ def test_error_partway_ends_cleanly(media: Media, monkeypatch: pytest.MonkeyPatc
     assert src.exhausted and src.error is not None and "Input/output error" in src.error
 
 
-# -- sizes, subtitles, real data --------------------------------------------------------------------------
+# -- sizes, subtitles, real data -------------------------------------------------------------------
 
 
 def test_4k_frames_are_delivered_at_full_size(media: Media) -> None:
@@ -286,12 +298,17 @@ def test_probe_describes_the_clip(media: Media) -> None:
     info = probe(media.get("av_sync.mp4"))
     assert isinstance(info, MediaInfo)
     assert info.duration == pytest.approx(3.0, abs=0.05)
-    assert (info.width, info.height, info.video_codec, info.audio_codec) == (320, 240, "h264", "aac")
+    assert (info.width, info.height, info.video_codec, info.audio_codec) == (
+        320,
+        240,
+        "h264",
+        "aac",
+    )
     assert info.fps == pytest.approx(25.0) and not info.variable_frame_rate
     assert (info.audio_rate, info.audio_channels) == (48000, 1)
     assert info.has_video and info.has_audio and info.notes == ()
     assert "320x240" in info.summary()
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):
         info.duration = 1.0  # type: ignore[misc]  # frozen
 
 
@@ -313,9 +330,13 @@ def test_ravdess_clip(assets: Path, record_property: pytest.RecordProperty) -> N
     secs5, items = _timed_read(path, 5)
     frames, chunks, _ = split(items)
     assert all(f.image.shape == (720, 1280, 3) for f in frames)
-    assert len(frames) == math.floor(info.duration * 5) + 1 or len(frames) == math.ceil(info.duration * 5)
+    assert len(frames) == math.floor(info.duration * 5) + 1 or len(frames) == math.ceil(
+        info.duration * 5
+    )
     assert [round(f.t, 1) for f in frames[:3]] == [0.0, 0.2, 0.4]
-    assert sum(len(c.samples) for c in chunks) / AUDIO_RATE == pytest.approx(info.duration, abs=0.05)
+    assert sum(len(c.samples) for c in chunks) / AUDIO_RATE == pytest.approx(
+        info.duration, abs=0.05
+    )
     secs_full, items_full = _timed_read(path, None)
     frames_full = [i for i in items_full if isinstance(i, VideoFrame)]
     assert len(frames_full) == pytest.approx(info.duration * 29.97, abs=2)
@@ -323,7 +344,8 @@ def test_ravdess_clip(assets: Path, record_property: pytest.RecordProperty) -> N
     record_property("ravdess_720p_seconds_full", round(secs_full, 3))
     print(
         f"\nRAVDESS 720p {info.duration:.2f} s clip: max_fps=5 {secs5:.2f} s "
-        f"({info.duration / secs5:.1f}x real time), full {len(frames_full)} frames {secs_full:.2f} s "
+        f"({info.duration / secs5:.1f}x real time), "
+        f"full {len(frames_full)} frames {secs_full:.2f} s "
         f"({info.duration / secs_full:.1f}x real time)"
     )
     assert secs5 < info.duration, "decoding at max_fps=5 should be faster than real time"

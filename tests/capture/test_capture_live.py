@@ -36,15 +36,25 @@ def test_pump_error_cut_off() -> None:
             raise RuntimeError("boom")
         return r  # type: ignore[return-value]
 
-    pump = Pump(grab, buf, max_failures=3, retry_delay=0.001, on_lost=lost.append,
-                on_exit=lambda: exited.append(True), describe="test device")
+    pump = Pump(
+        grab,
+        buf,
+        max_failures=3,
+        retry_delay=0.001,
+        on_lost=lost.append,
+        on_exit=lambda: exited.append(True),
+        describe="test device",
+    )
     pump.start()
     deadline = time.monotonic() + 2
     while pump.alive and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not pump.alive and exited == [True]
     assert buf.drain() == [1, 2]
-    assert lost == [pump.error] and "test device stopped delivering: 3 reads failed in a row (boom)" == pump.error
+    assert (
+        lost == [pump.error]
+        and "test device stopped delivering: 3 reads failed in a row (boom)" == pump.error
+    )
 
 
 def test_source_pump_runs_a_clip_on_a_thread(media: Media) -> None:

@@ -62,7 +62,11 @@ def test_records_the_devices_samples_at_16k(alsa_mic) -> None:
 def test_device_that_stops_delivering_is_lost(alsa_mic) -> None:
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "mic_child.py"), "lost"],
-        env=alsa_mic.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=alsa_mic.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None

@@ -49,7 +49,10 @@ def test_huge_text_is_truncated_not_fatal() -> None:
 def test_submit_from_many_threads() -> None:
     src = TypedTextSource(buffer=1000)
     src.open()
-    threads = [threading.Thread(target=lambda i=i: [src.submit(f"t{i} m{j}") for j in range(50)]) for i in range(8)]
+    threads = [
+        threading.Thread(target=lambda i=i: [src.submit(f"t{i} m{j}") for j in range(50)])
+        for i in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
