@@ -133,9 +133,8 @@ def analyse_clip(
         for window in windower.flush(end):
             yield emit(window)
         run.complete = not error
-        errors = int(getattr(source, "decode_errors", 0) or 0)
-        if errors and not error:
-            run.notes.append(f"{errors} damaged packet(s) were skipped while decoding")
+        # the source adds notes as it reads (subtitle encoding, skipped packets, audio gaps)
+        run.notes.extend(n for n in (getattr(source.info, "notes", ()) or ()) if n not in run.notes)
     finally:
         reader.stop.set()
         reader.join(timeout=5)

@@ -177,7 +177,7 @@ def _torch_comparison(analyzer, manifest, frames) -> dict[str, Any]:
                                    lambda: eager["face_expression"](torch.from_numpy(x)))
     # voice: 2 s of speech-like noise through features → model (features excluded: same numpy code)
     feats = analyzer.voice.features(np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.1)
-    f = feats[None].astype(np.float32)
+    f = feats.astype(np.float32)
     out["voice_emotion"] = _pair(lambda: analyzer.voice.model.run({analyzer.voice._input: f}),
                                  lambda: eager["voice_emotion"](torch.from_numpy(f)))
     # text encoder: one mid-length sentence

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmdesk.core.labels import LABELS, reorder
+from mmdesk.errors import ModelError
 from mmdesk.inference.manifest import Manifest
 from mmdesk.inference.runtime import OnnxModel, open_model
 from mmdesk.perception import voice_features
@@ -14,16 +15,19 @@ class VoiceEmotion:
     def __init__(self, manifest: Manifest, device: str = "auto", threads: int | None = None) -> None:
         self.model: OnnxModel = open_model(manifest, "voice_emotion", device, threads)
         entry = manifest.entry("voice_emotion")
-        pre = entry.preprocessing
-        self.mean = np.asarray(pre["mean"], np.float32)
-        self.std = np.asarray(pre["std"], np.float32)
+        self.preprocessing = dict(entry.preprocessing)
+        try:
+            voice_features.check_preprocessing(self.preprocessing)
+        except ValueError as exc:
+            raise ModelError(f"voice model {self.model.path} has unusable preprocessing constants: {exc}",
+                             "rebuild the pack with `mmdesk models build`") from None
         self.labels = tuple(entry.labels) or LABELS
         self._input = self.model.input_names[0]
 
     def features(self, samples: np.ndarray) -> np.ndarray:
-        """(n_mels, frames) normalised log-mel of 16 kHz mono samples."""
-        return voice_features.normalise(voice_features.logmel(samples), self.mean, self.std)
+        """(1, n_mels, frames) log-mel of 16 kHz mono samples, prepared exactly as in training."""
+        return voice_features.features_for_model(samples, self.preprocessing)
 
     def predict_features(self, feats: np.ndarray) -> np.ndarray:
-        (probs,) = self.model.run({self._input: feats[None].astype(np.float32)})[:1]
+        (probs,) = self.model.run({self._input: feats.astype(np.float32, copy=False)})[:1]
         return reorder(probs[0], self.labels)

@@ -260,10 +260,10 @@ class HeadConfig:
     hidden: int = 256
     dropout: float = 0.3
     weight_power: float = 1.0  # class weight = (n / (k * count)) ** power; 0 = unweighted
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-2
     epochs: int = 40
-    batch_size: int = 64
+    batch_size: int = 256
     use_context: bool = False
     label_smoothing: float = 0.0
     seed: int = 0
@@ -442,8 +442,9 @@ def _card(meta: dict[str, Any]) -> str:
         f"UAR {d['uar']:.3f}",
         f"- floor: frozen MiniLM + logistic regression, weighted-F1 0.502 (seen here before); recomputed in this "
         f"run on the same embeddings: {m['logistic_regression_floor']['weighted_f1']:.3f}",
-        f"- best without context: {tr['best_without_context']['weighted_f1']:.3f}; best with context: "
-        f"{tr['best_with_context']['weighted_f1']:.3f} (dev weighted-F1)",
+        f"- the previous utterance as context (its embedding as a second input) was tried: best dev weighted-F1 "
+        f"{tr['best_with_context']['weighted_f1']:.4f} with it, {tr['best_without_context']['weighted_f1']:.4f} "
+        f"without, so the head {'uses' if sel['use_context'] else 'takes the single utterance only (no context)'}",
         "",
         "| label | dev F1 | dev support |",
         "|---|---:|---:|",
@@ -465,7 +466,7 @@ def _card(meta: dict[str, Any]) -> str:
         "## Reproduce",
         "",
         f"`{meta['command']}` (seed {tr['seed']}; {tr['seconds_total']:.0f} s in all on {tr['threads']} CPU threads, "
-        f"of which embeddings {tr['seconds_embeddings']:.0f} s{' (from cache)' if tr['embeddings_from_cache'] else ''}, "
+        f"of which embeddings {tr['seconds_embeddings']:.0f} s{' (from the embedding cache)' if tr['embeddings_from_cache'] else ''}, "
         f"model search {tr['seconds_search']:.0f} s; torch {tr['torch']}).",
         "",
     ]

@@ -51,8 +51,11 @@ def test_ravdess_clip_face_and_speech(tmp_path, assets, pack_dir) -> None:
 
 
 def test_face_and_speech_land_in_the_right_windows(tmp_path, face_then_speech, speech_duration, pack_dir) -> None:
-    wins = windows(analyze(tmp_path, face_then_speech, "--window", "1.0", "--hop", "0.5"))
-    assert len(wins) == 11  # 0–1 … 5–6 s
+    records = analyze(tmp_path, face_then_speech, "--window", "1.0", "--hop", "0.5")
+    wins = windows(records)
+    duration = records[0]["source"]["duration"]  # 6 s plus the AAC encoder's padding
+    assert [w["start"] for w in wins][:11] == [i * 0.5 for i in range(11)]
+    assert wins[-1]["end"] == pytest.approx(duration, abs=0.03)
     for w in wins:
         if w["end"] <= 3.0:
             assert not w["face"]["present"] and w["face"]["reason"] == "no face found", w

@@ -142,8 +142,10 @@ def test_non_utf8_subtitle_is_read(tmp_path, capsys, media, pack_dir) -> None:
     out = tmp_path / "o.jsonl"
     code, _ = run_cli(capsys, str(media["latin"]), "--out", str(out))
     assert code == 0
-    wins = [json.loads(x) for x in out.read_text().splitlines() if '"window"' in x]
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    wins = [r for r in rows if r["type"] == "window"]
     assert wins[0]["text"]["text"] == "C'est déjà l'été, très agréable."
+    assert any("cp1252" in n for n in rows[0]["notes"] + rows[-1]["notes"])
 
 
 @pytest.mark.slow
