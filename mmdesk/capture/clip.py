@@ -37,7 +37,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 
 from mmdesk.capture.base import Source, register_source
@@ -64,7 +63,6 @@ class _Ended(Exception):
     """The file cannot be read any further; the message says why."""
 
 
-@register_source("clip")
 def _to_bgr(frame: Any) -> np.ndarray:
     """BGR uint8 pixels of a decoded frame.
 
@@ -72,10 +70,13 @@ def _to_bgr(frame: Any) -> np.ndarray:
     for a 720p frame here), which matters when every analysed frame is converted.
     """
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+        import cv2  # lazily, like every backend library: importing mmdesk.capture stays cheap
+
         return cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2BGR_I420)
     return frame.to_ndarray(format="bgr24")
 
 
+@register_source("clip")
 class ClipSource(Source):
     """Frames, 16 kHz audio chunks and sidecar subtitle cues of one media file."""
 

@@ -64,7 +64,7 @@ def collect(models: str | None, device: str, probe_devices: bool = True) -> dict
         for role, entry in sorted(manifest.entries.items()):
             row: dict[str, Any] = {"file": entry.file, "sha256": entry.sha256, "license": entry.license}
             try:
-                if entry.format == "onnx" and role != "face_detector":
+                if entry.format == "onnx":
                     dev = "cpu" if role == "vad" else device
                     row["active_provider"] = open_model(manifest, role, dev).active_provider
                 else:
@@ -79,8 +79,7 @@ def collect(models: str | None, device: str, probe_devices: bool = True) -> dict
             from mmdesk.perception.face import FaceDetector
 
             try:
-                det = FaceDetector(manifest)
-                report["models"]["face_detector"]["active_provider"] = det.provider
+                det = FaceDetector(manifest, device=device)
                 if det.name != "yunet":
                     warnings.append(f"YuNet could not be loaded ({det.fallback_reason}); using the Haar cascade")
             except MmdeskError as exc:

@@ -24,40 +24,75 @@ class FaceDetection:
     landmarks: tuple[tuple[float, float], ...] | None = None
 
 
-class FaceDetector:
-    """YuNet through OpenCV's FaceDetectorYN; the Haar cascade when YuNet cannot be loaded."""
+STRIDES = (8, 16, 32)  # YuNet's three detection heads; the input is padded to a multiple of 32
 
-    def __init__(self, manifest: Manifest, *, prefer: str = "yunet") -> None:
+
+def decode_yunet(outputs: dict[str, np.ndarray], pad_h: int, pad_w: int, score_threshold: float,
+                 nms_threshold: float, top_k: int = 50) -> np.ndarray:
+    """YuNet head outputs → rows of (x, y, w, h, 5 landmark x/y pairs, score), as OpenCV decodes them.
+
+    Per stride s and grid cell (r, c): score = sqrt(clip(cls) * clip(obj)); centre
+    ((c + dx)·s, (r + dy)·s); size (exp(dw)·s, exp(dh)·s); landmarks ((c + kx)·s, (r + ky)·s).
+    """
+    rows = []
+    for s in STRIDES:
+        cols, nrows = pad_w // s, pad_h // s
+        cls = np.clip(outputs[f"cls_{s}"][0, :, 0], 0, 1)
+        obj = np.clip(outputs[f"obj_{s}"][0, :, 0], 0, 1)
+        score = np.sqrt(cls * obj)
+        keep = np.nonzero(score >= score_threshold)[0]
+        if keep.size == 0:
+            continue
+        r, c = np.divmod(keep, cols)
+        assert cols * nrows == cls.shape[0]
+        box = outputs[f"bbox_{s}"][0, keep]
+        kps = outputs[f"kps_{s}"][0, keep]
+        cx, cy = (c + box[:, 0]) * s, (r + box[:, 1]) * s
+        w, h = np.exp(box[:, 2]) * s, np.exp(box[:, 3]) * s
+        marks = np.empty((keep.size, 10), np.float32)
+        marks[:, 0::2] = (kps[:, 0::2] + c[:, None]) * s
+        marks[:, 1::2] = (kps[:, 1::2] + r[:, None]) * s
+        rows.append(np.column_stack([cx - w / 2, cy - h / 2, w, h, marks, score[keep]]))
+    if not rows:
+        return np.zeros((0, 15), np.float32)
+    faces = np.concatenate(rows).astype(np.float32)
+    idx = cv2.dnn.NMSBoxes(faces[:, :4].tolist(), faces[:, 14].tolist(), score_threshold, nms_threshold,
+                           top_k=top_k)
+    return faces[np.asarray(idx, dtype=np.int64).reshape(-1)]
+
+
+class FaceDetector:
+    """YuNet on onnxruntime (CUDA when present); the Haar cascade when YuNet cannot be loaded."""
+
+    def __init__(self, manifest: Manifest, *, device: str = "auto", prefer: str = "yunet") -> None:
         self.name = ""
-        self._yunet = None
+        self._yunet: OnnxModel | None = None
         self._haar = None
         self.max_side = 640
         self.fallback_reason = ""
         if prefer == "yunet":
             try:
-                entry = manifest.entry("face_detector")
-                path = verify_file(manifest, "face_detector")
-                pre = entry.preprocessing
+                pre = manifest.entry("face_detector").preprocessing
                 self.max_side = int(pre.get("max_side", 640))
-                self._yunet = cv2.FaceDetectorYN.create(
-                    str(path), "", (320, 320),
-                    float(pre.get("score_threshold", 0.6)), float(pre.get("nms_threshold", 0.3)), 50,
-                )
-                self._yunet_size = (320, 320)
+                self.score_threshold = float(pre.get("score_threshold", 0.6))
+                self.nms_threshold = float(pre.get("nms_threshold", 0.3))
+                self._yunet = open_model(manifest, "face_detector", device)
                 self.name = "yunet"
-            except (ModelError, cv2.error) as exc:
-                self.fallback_reason = str(exc).splitlines()[0]
+            except ModelError as exc:
+                self.fallback_reason = exc.one_line()
         if self._yunet is None:
+            entry = manifest.entry("face_detector_fallback")
             path = verify_file(manifest, "face_detector_fallback")
             self._haar = cv2.CascadeClassifier(str(path))
             if self._haar.empty():
                 raise ModelError(f"face detector {path} could not be loaded by OpenCV",
                                  "rebuild the pack with `mmdesk models build`")
+            self.max_side = int(entry.preprocessing.get("max_side", 640))
             self.name = "haar"
 
     @property
     def provider(self) -> str:
-        return "OpenCV DNN (CPU)" if self.name == "yunet" else "OpenCV Haar cascade (CPU)"
+        return self._yunet.active_provider if self._yunet is not None else "OpenCV Haar cascade (CPU)"
 
     def detect(self, image: np.ndarray) -> list[FaceDetection]:
         """Faces in a BGR image, best first; boxes in the image's own pixel coordinates."""
@@ -67,12 +102,14 @@ class FaceDetector:
             if scale < 1.0 else image
         sh, sw = small.shape[:2]
         if self._yunet is not None:
-            if self._yunet_size != (sw, sh):
-                self._yunet.setInputSize((sw, sh))
-                self._yunet_size = (sw, sh)
-            _, rows = self._yunet.detect(small)
+            pad_h, pad_w = -(-sh // 32) * 32, -(-sw // 32) * 32
+            blob = np.zeros((1, 3, pad_h, pad_w), np.float32)  # BGR, raw 0..255, zero padding
+            blob[0, :, :sh, :sw] = small.transpose(2, 0, 1)
+            names = [o.name for o in self._yunet.session.get_outputs()]
+            outs = dict(zip(names, self._yunet.run({"input": blob})))
+            rows = decode_yunet(outs, pad_h, pad_w, self.score_threshold, self.nms_threshold)
             found = []
-            for r in rows if rows is not None else []:
+            for r in rows:
                 box = tuple(int(round(v / scale)) for v in r[:4])
                 marks = tuple((float(r[4 + 2 * i] / scale), float(r[5 + 2 * i] / scale)) for i in range(5))
                 found.append(FaceDetection(_clip_box(box, w, h), float(r[14]), marks))
