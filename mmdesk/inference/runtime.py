@@ -85,11 +85,12 @@ def providers_for(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def _specs(args) -> list[TensorSpec]:
+def tensor_specs(args) -> list[TensorSpec]:
+    """onnxruntime NodeArgs as TensorSpecs; unnamed dimensions come back as ``"?"``."""
     return [
         TensorSpec(
             name=a.name,
-            shape=tuple(d if isinstance(d, int) else str(d) for d in (a.shape or [])),
+            shape=tuple(d if isinstance(d, int) else (str(d) if d else "?") for d in (a.shape or [])),
             dtype=_ORT_TYPES.get(a.type, a.type),
         )
         for a in args
@@ -137,7 +138,7 @@ def open_model(manifest: Manifest, role: str, device: str = "auto", threads: int
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
         raise ModelError(f"model file {path} ({role}) cannot be loaded by onnxruntime: {exc}".splitlines()[0],
                          "rebuild the pack with `mmdesk models build`") from None
-    check_io(entry, path, _specs(session.get_inputs()), _specs(session.get_outputs()))
+    check_io(entry, path, tensor_specs(session.get_inputs()), tensor_specs(session.get_outputs()))
     active = session.get_providers()[0]
     if device == "cuda" and active != "CUDAExecutionProvider":
         raise DeviceError(

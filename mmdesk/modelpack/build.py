@@ -61,38 +61,16 @@ def _print(msg: str) -> None:
 
 # ------------------------------------------------------------------------------------------- checks
 
-_ORT_TYPES = {
-    "tensor(float)": "float32",
-    "tensor(float16)": "float16",
-    "tensor(double)": "float64",
-    "tensor(int64)": "int64",
-    "tensor(int32)": "int32",
-    "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8",
-    "tensor(bool)": "bool",
-}
-
-
 def onnx_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Inputs and outputs as onnxruntime sees them; unnamed dimensions come back as ``"?"``."""
-    from mmdesk.inference.runtime import _ort
+    from mmdesk.inference.runtime import _ort, tensor_specs
 
     try:
         sess = _ort().InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime has its own exception types
         raise ModelError(f"{path} cannot be loaded by onnxruntime: {str(exc).splitlines()[0]}", "") from None
 
-    def specs(args) -> list[TensorSpec]:
-        return [
-            TensorSpec(
-                name=a.name,
-                shape=tuple(d if isinstance(d, int) else (str(d) if d else "?") for d in (a.shape or [])),
-                dtype=_ORT_TYPES.get(a.type, a.type),
-            )
-            for a in args
-        ]
-
-    return specs(sess.get_inputs()), specs(sess.get_outputs())
+    return tensor_specs(sess.get_inputs()), tensor_specs(sess.get_outputs())
 
 
 def _refine(actual: list[TensorSpec], expected: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
