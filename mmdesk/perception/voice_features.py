@@ -133,13 +133,17 @@ def logmel(samples: np.ndarray) -> np.ndarray:
         raise ValueError(f"logmel expects 1-D 16 kHz mono samples, got shape {x.shape}")
     if x.size == 0:
         return np.full((N_MELS, 1), SILENCE_LOGMEL, dtype=np.float32)
-    spec = librosa.stft(x, n_fft=N_FFT, hop_length=HOP, win_length=N_FFT, window="hann", center=True, pad_mode="constant")
+    spec = librosa.stft(
+        x, n_fft=N_FFT, hop_length=HOP, win_length=N_FFT, window="hann", center=True, pad_mode="constant"
+    )
     power = spec.real**2 + spec.imag**2  # |STFT|^2, what melspectrogram(power=2.0) uses
     mel = _mel_basis() @ power
     return np.log(mel + LOG_FLOOR).astype(np.float32)
 
 
-def normalise(features: np.ndarray, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray) -> np.ndarray:
+def normalise(
+    features: np.ndarray, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray
+) -> np.ndarray:
     """Per-band standardisation ``(logmel - mean) / std`` over axis -2 (the mel axis).
 
     Works on ``(N_MELS, frames)`` and ``(batch, N_MELS, frames)``; returns float32.

@@ -54,7 +54,9 @@ def emodb_items(directory: Path) -> tuple[list[VoiceItem], int]:
             continue
         items.append(VoiceItem(p, LABELS.index(common), f"emodb-{stem[:2]}", "emodb"))
     if not items:
-        raise MmdeskError(f"no usable EmoDB files (SSTTTEV.wav) in {directory}", "pass the EmoDB wav folder with --emodb")
+        raise MmdeskError(
+            f"no usable EmoDB files (SSTTTEV.wav) in {directory}", "pass the EmoDB wav folder with --emodb"
+        )
     return items, skipped
 
 
@@ -84,7 +86,8 @@ def label_counts(labels: Iterable[int]) -> dict[str, int]:
 # Common mojibake of UTF-8 punctuation decoded as cp1252 / latin-1, and the stray bytes seen in
 # MELD copies (cp1252 0x91-0x97 quotes and dashes read as latin-1 control characters, "Â" junk).
 _MOJIBAKE = {
-    "â€™": "'", "â€˜": "'", "â€œ": '"', "â€\x9d": '"', "â€": '"', "â€¦": "...", "â€”": "-", "â€“": "-",
+    "â€™": "'", "â€˜": "'", "â€œ": '"', "â€\x9d": '"', "â€": '"',
+    "â€¦": "...", "â€”": "-", "â€“": "-",
     "\x91": "'", "\x92": "'", "\x93": '"', "\x94": '"', "\x85": "...", "\x96": "-", "\x97": "-",
     "\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2026": "...", "\u2014": "-", "\u2013": "-",
     "\u00a0": " ",

@@ -428,6 +428,16 @@ def _card(meta: dict[str, Any]) -> str:
     for name in LABELS:
         lines.append(f"| {name} | {tr['counts']['train'][name]} | {tr['counts']['dev'][name]} |")
     d = m["dev"]
+    with_c, without_c = tr["best_with_context"], tr["best_without_context"]
+    cached = " (from the embedding cache)" if tr["embeddings_from_cache"] else ""
+    if with_c and without_c:
+        context_line = (
+            "- the previous utterance as context (its embedding as a second input) was tried: best dev weighted-F1 "
+            f"{with_c['weighted_f1']:.4f} with it, {without_c['weighted_f1']:.4f} without, so the head "
+            + ("uses it" if sel["use_context"] else "takes the single utterance only (no context)")
+        )
+    else:
+        context_line = "- context: " + ("previous utterance" if sel["use_context"] else "none") + " (not compared)"
     lines += [
         "",
         "## Model selection and metrics (MELD dev)",
@@ -442,9 +452,7 @@ def _card(meta: dict[str, Any]) -> str:
         f"UAR {d['uar']:.3f}",
         f"- floor: frozen MiniLM + logistic regression, weighted-F1 0.502 (seen here before); recomputed in this "
         f"run on the same embeddings: {m['logistic_regression_floor']['weighted_f1']:.3f}",
-        f"- the previous utterance as context (its embedding as a second input) was tried: best dev weighted-F1 "
-        f"{tr['best_with_context']['weighted_f1']:.4f} with it, {tr['best_without_context']['weighted_f1']:.4f} "
-        f"without, so the head {'uses' if sel['use_context'] else 'takes the single utterance only (no context)'}",
+        context_line,
         "",
         "| label | dev F1 | dev support |",
         "|---|---:|---:|",
@@ -466,7 +474,7 @@ def _card(meta: dict[str, Any]) -> str:
         "## Reproduce",
         "",
         f"`{meta['command']}` (seed {tr['seed']}; {tr['seconds_total']:.0f} s in all on {tr['threads']} CPU threads, "
-        f"of which embeddings {tr['seconds_embeddings']:.0f} s{' (from the embedding cache)' if tr['embeddings_from_cache'] else ''}, "
+        f"of which embeddings {tr['seconds_embeddings']:.0f} s{cached}, "
         f"model search {tr['seconds_search']:.0f} s; torch {tr['torch']}).",
         "",
     ]

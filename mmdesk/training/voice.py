@@ -12,7 +12,6 @@ model in PyTorch eager for benchmarks (``load_torch_voice_model``).
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import sys
 import time
@@ -517,6 +516,7 @@ def _card(meta: dict[str, Any]) -> str:
     for spk, f in m["loso"]["folds"].items():
         lines.append(f"| {spk} | {f['n']} | {f['accuracy']:.3f} | {f['uar']:.3f} |")
     lo = m["loso"]
+    cached = " (from the feature cache; about 10-20 s when computed)" if tr["features_from_cache"] else ""
     lines += [
         f"| **mean of 9 folds** | | **{lo['mean_accuracy']:.3f}** | **{lo['mean_uar']:.3f}** |",
         f"| mean of the 8 EmoDB folds | | {lo['emodb_mean_accuracy']:.3f} | {lo['emodb_mean_uar']:.3f} |",
@@ -545,7 +545,7 @@ def _card(meta: dict[str, Any]) -> str:
         "## Reproduce",
         "",
         f"`{meta['command']}` (seed {tr['seed']}; {tr['seconds_total']:.0f} s in all on {tr['threads']} CPU threads: "
-        f"features {tr['seconds_features']:.0f} s{' (from the feature cache; about 20 s when computed)' if tr['features_from_cache'] else ''}, "
+        f"features {tr['seconds_features']:.0f} s{cached}, "
         f"LOSO {lo['seconds']:.0f} s, final model {tr['seconds_final']:.0f} s, export {tr['seconds_export']:.0f} s; "
         f"torch {tr['torch']}). Other machines, thread counts or torch versions may give slightly different weights "
         "and so a different sha256.",
@@ -660,7 +660,3 @@ def _torch_bytes(obj: Any) -> bytes:
     b = io.BytesIO()
     torch.save(obj, b)
     return b.getvalue()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(json.dumps(VoiceConfig().__dict__, default=str))
