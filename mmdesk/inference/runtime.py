@@ -123,6 +123,9 @@ def session_options(threads: int | None = None):
     if n > 0:
         so.intra_op_num_threads = n
     so.inter_op_num_threads = 1
+    if os.environ.get("MMDESK_SPIN", "0") != "1":
+        # Idle workers must not spin: on a 2-core laptop they steal the core the decoder needs.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     return so
 

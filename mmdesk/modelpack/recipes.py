@@ -222,21 +222,22 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
         role="voice_emotion",
         file="voice_emotion.onnx",
         format="onnx",
-        license="MIT",
+        # the weights inherit the terms of their training data, whatever the code's licence
+        license="research use only (EmoDB: free for research; RAVDESS: CC BY-NC-SA 4.0)",
         sources=({"kind": "project", "path": "voice_emotion.onnx", "sidecar": "voice_emotion.json",
                   "train": "mmdesk train voice"},),  # fmt: skip
         card="voice_emotion.md",
-        description="the project's voice emotion classifier",
+        description="the project's voice emotion classifier (EmoDB + RAVDESS actor 05, acted speech)",
     ),
     Recipe(
         role="text_emotion",
         file="text_emotion.onnx",
         format="onnx",
-        license="MIT",
+        license="GPL-3.0 training data (MELD); encoder Apache-2.0",
         sources=({"kind": "project", "path": "text_emotion.onnx", "sidecar": "text_emotion.json",
                   "train": "mmdesk train text"},),  # fmt: skip
         card="text_emotion.md",
-        description="the project's text emotion classifier",
+        description="the project's text emotion head over MiniLM (MELD train, TV dialogue)",
     ),
 )
 

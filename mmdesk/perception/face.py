@@ -77,6 +77,7 @@ class FaceDetector:
                 self.score_threshold = float(pre.get("score_threshold", 0.6))
                 self.nms_threshold = float(pre.get("nms_threshold", 0.3))
                 self._yunet = open_model(manifest, "face_detector", device)
+                self._output_names = [o.name for o in self._yunet.session.get_outputs()]
                 self.name = "yunet"
             except ModelError as exc:
                 self.fallback_reason = exc.one_line()
@@ -95,9 +96,16 @@ class FaceDetector:
         return self._yunet.active_provider if self._yunet is not None else "OpenCV Haar cascade (CPU)"
 
     def detect(self, image: np.ndarray) -> list[FaceDetection]:
-        """Faces in a BGR image, best first; boxes in the image's own pixel coordinates."""
+        """Faces in a BGR image, best first; boxes in the image's own pixel coordinates.
+
+        One pass at ``max_side``: a faster half-size pass was tried and lost the head tilt in
+        YuNet's landmarks, on which the expression crop is aligned.
+        """
+        return _best_first(self._detect_at(image, self.max_side))
+
+    def _detect_at(self, image: np.ndarray, max_side: int) -> list[FaceDetection]:
         h, w = image.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
+        scale = min(1.0, max_side / max(h, w))
         small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR) \
             if scale < 1.0 else image
         sh, sw = small.shape[:2]
@@ -105,29 +113,33 @@ class FaceDetector:
             pad_h, pad_w = -(-sh // 32) * 32, -(-sw // 32) * 32
             blob = np.zeros((1, 3, pad_h, pad_w), np.float32)  # BGR, raw 0..255, zero padding
             blob[0, :, :sh, :sw] = small.transpose(2, 0, 1)
-            names = [o.name for o in self._yunet.session.get_outputs()]
-            outs = dict(zip(names, self._yunet.run({"input": blob})))
+            outs = dict(zip(self._output_names, self._yunet.run({"input": blob})))
             rows = decode_yunet(outs, pad_h, pad_w, self.score_threshold, self.nms_threshold)
-            found = []
-            for r in rows:
-                box = tuple(int(round(v / scale)) for v in r[:4])
-                marks = tuple((float(r[4 + 2 * i] / scale), float(r[5 + 2 * i] / scale)) for i in range(5))
-                found.append(FaceDetection(_clip_box(box, w, h), float(r[14]), marks))
-        else:
-            grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-            boxes, _, weights = self._haar.detectMultiScale3(
-                grey, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24), outputRejectLevels=True
-            )
-            found = [
+            return [
                 FaceDetection(
-                    _clip_box(tuple(int(round(v / scale)) for v in b), w, h),
-                    # level weights are unbounded margins; squash them into 0..1 for display
-                    float(1 / (1 + np.exp(-float(wt) / 2))),
+                    _clip_box(tuple(int(round(v / scale)) for v in r[:4]), w, h),
+                    float(r[14]),
+                    tuple((float(r[4 + 2 * i] / scale), float(r[5 + 2 * i] / scale)) for i in range(5)),
                 )
-                for b, wt in zip(boxes, np.ravel(weights))
+                for r in rows
             ]
-        # largest-and-surest first: the subject is usually the biggest confident face
-        return sorted(found, key=lambda d: d.score * np.sqrt(d.box[2] * d.box[3]), reverse=True)
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        boxes, _, weights = self._haar.detectMultiScale3(
+            grey, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24), outputRejectLevels=True
+        )
+        return [
+            FaceDetection(
+                _clip_box(tuple(int(round(v / scale)) for v in b), w, h),
+                # level weights are unbounded margins; squash them into 0..1 for display
+                float(1 / (1 + np.exp(-float(wt) / 2))),
+            )
+            for b, wt in zip(boxes, np.ravel(weights))
+        ]
+
+
+def _best_first(found: list[FaceDetection]) -> list[FaceDetection]:
+    # largest-and-surest first: the subject is usually the biggest confident face
+    return sorted(found, key=lambda d: d.score * np.sqrt(d.box[2] * d.box[3]), reverse=True)
 
 
 def _clip_box(box: tuple[int, ...], w: int, h: int) -> tuple[int, int, int, int]:
