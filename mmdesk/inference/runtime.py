@@ -70,7 +70,6 @@ def available_providers() -> list[str]:
 def providers_for(device: str) -> list[str]:
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r}", f"use one of {', '.join(DEVICES)}")
-    available = available_providers()
     if device == "cpu":
         return ["CPUExecutionProvider"]
     problem = cuda_problem()

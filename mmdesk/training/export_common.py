@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from mmdesk.inference.manifest import TensorSpec
+from mmdesk.training.onnx_export import DEFAULT_OPSET as ONNX_OPSET  # one opset for every export
 
-ONNX_OPSET = 18
 _ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 7: "int64", 6: "int32", 2: "uint8", 3: "int8", 9: "bool"}
 
 
@@ -60,40 +60,16 @@ def export_onnx_bytes(
 ) -> bytes:
     """Export an eval-mode torch module with the dynamo exporter; a single self-contained ONNX file.
 
-    ``dynamic_shapes`` maps each input name to {axis: torch.export.Dim}. The result is checked with
-    onnx.checker, must carry no external data, and is returned as bytes (the caller writes it).
+    ``dynamic_shapes`` maps each input name to {axis: torch.export.Dim}. Delegates to the project's one
+    exporter (``onnx_export.export_single_file``: no external data, build paths stripped so the bytes
+    do not depend on where the checkout lives, checked with onnx.checker) and returns the bytes.
     """
-    import logging
-    import warnings
+    from mmdesk.training.onnx_export import export_single_file
 
-    import onnx
-    import torch
-
-    model.eval()
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" notices
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
+    with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        program = torch.onnx.export(
-            model,
-            example_inputs,
-            dynamo=True,
-            input_names=list(input_names),
-            output_names=list(output_names),
-            dynamic_shapes=dynamic_shapes,
-            opset_version=opset,
-            optimize=True,
-            verbose=False,
-        )
-        program.save(str(path), external_data=False)
-        others = [p.name for p in Path(tmp).iterdir() if p.name != "model.onnx"]
-        if others:
-            raise RuntimeError(f"ONNX export wrote external data files {others}")
-        proto = onnx.load(str(path), load_external_data=False)
-        for init in proto.graph.initializer:
-            if init.data_location == onnx.TensorProto.EXTERNAL:
-                raise RuntimeError(f"ONNX initializer {init.name} is stored as external data")
-        onnx.checker.check_model(proto, full_check=True)
+        export_single_file(model, example_inputs, path, input_names=input_names, output_names=output_names,
+                           dynamic_shapes=dynamic_shapes, opset=opset)
         return path.read_bytes()
 
 
@@ -125,14 +101,9 @@ def onnx_opset(onnx_bytes: bytes) -> int:
 
 
 def ort_session(onnx_bytes_or_path: bytes | Path, threads: int = 1):
-    import onnxruntime as ort
+    from mmdesk.training.onnx_export import ort_session as session
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    src = bytes(onnx_bytes_or_path) if isinstance(onnx_bytes_or_path, (bytes, bytearray)) else str(onnx_bytes_or_path)
-    return ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
+    return session(onnx_bytes_or_path, threads)
 
 
 # --- metrics ------------------------------------------------------------------------------------

