@@ -38,10 +38,12 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 stamp="$VENV/.mmdesk-installed"
 want="$(cat pyproject.toml | sha256sum | cut -c1-16)-$TORCH_SPEC"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  log "installing Python dependencies into $VENV"
-  "${PIP[@]}" install -U pip wheel
-  "$VENV/bin/python" -c 'import torch' 2>/dev/null || "${PIP[@]}" install "$TORCH_SPEC"
-  "${PIP[@]}" install -e ".[train,dev]"
+  log "installing Python dependencies into $VENV (log: $VENV/pip.log)"
+  {
+    "${PIP[@]}" install -U pip wheel &&
+    { "$VENV/bin/python" -c 'import torch' 2>/dev/null || "${PIP[@]}" install "$TORCH_SPEC"; } &&
+    "${PIP[@]}" install -e ".[train,dev]"
+  } > "$VENV/pip.log" 2>&1 || { tail -n 30 "$VENV/pip.log" >&2; log "pip failed: see $VENV/pip.log"; exit 1; }
   echo "$want" > "$stamp"
 fi
 log "building / verifying the model pack"

@@ -83,12 +83,56 @@ def load_audio(path: str | Path) -> np.ndarray:
     return to_mono_16k(data.mean(axis=1), sr)
 
 
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above."""
+    f = np.asarray(f, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    logstep = np.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_hz / f_sp + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
 @functools.lru_cache(maxsize=1)
 def _mel_basis() -> np.ndarray:
-    """The (N_MELS, N_FFT // 2 + 1) Slaney mel filterbank (librosa.filters.mel defaults)."""
-    import librosa
+    """The (N_MELS, N_FFT // 2 + 1) Slaney-normalised mel filterbank.
 
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX).astype(np.float32)
+    The same numbers as ``librosa.filters.mel`` with these constants (a test compares them), in numpy:
+    librosa's first call costs ~2 s per process (and ~20 s in a new environment while numba
+    compiles), which the desktop app would pay at every start.
+    """
+    fft_freqs = np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(FMIN), _hz_to_mel(FMAX), N_MELS + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2 : N_MELS + 2] - mel_f[:N_MELS]))[:, None]
+    return weights.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _hann() -> np.ndarray:
+    """Periodic Hann window of N_FFT samples (scipy's get_window('hann', fftbins=True), as librosa)."""
+    n = np.arange(N_FFT)
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / N_FFT)).astype(np.float32)
+
+
+def _power_spectrogram(x: np.ndarray) -> np.ndarray:
+    """|STFT|² (N_FFT // 2 + 1, 1 + len(x) // HOP): centred frames, zero padding, periodic Hann."""
+    padded = np.pad(x, (N_FFT // 2, N_FFT // 2))
+    n = 1 + (padded.size - N_FFT) // HOP
+    frames = np.lib.stride_tricks.as_strided(
+        padded, shape=(n, N_FFT), strides=(padded.strides[0] * HOP, padded.strides[0]), writeable=False
+    )
+    spec = np.fft.rfft(frames * _hann(), axis=1)
+    return (spec.real**2 + spec.imag**2).T.astype(np.float32)
 
 
 def level_dbfs(samples: np.ndarray) -> float:
@@ -123,21 +167,15 @@ def logmel(samples: np.ndarray) -> np.ndarray:
     """Log mel power spectrogram ``float32 (N_MELS, frames)`` of 16 kHz mono samples.
 
     ``frames = 1 + len(samples) // HOP`` (centred frames, zero padded at the edges). The same
-    numbers as ``librosa.feature.melspectrogram(power=2.0)`` with these constants, computed with a
-    cached filterbank (7x faster).
+    numbers as ``librosa.feature.melspectrogram(power=2.0, center=True, pad_mode="constant")`` with
+    these constants (a test compares them), computed in numpy with a cached filterbank.
     """
-    import librosa
-
     x = np.asarray(samples, dtype=np.float32)
     if x.ndim != 1:
         raise ValueError(f"logmel expects 1-D 16 kHz mono samples, got shape {x.shape}")
     if x.size == 0:
         return np.full((N_MELS, 1), SILENCE_LOGMEL, dtype=np.float32)
-    spec = librosa.stft(
-        x, n_fft=N_FFT, hop_length=HOP, win_length=N_FFT, window="hann", center=True, pad_mode="constant"
-    )
-    power = spec.real**2 + spec.imag**2  # |STFT|^2, what melspectrogram(power=2.0) uses
-    mel = _mel_basis() @ power
+    mel = _mel_basis() @ _power_spectrogram(x)
     return np.log(mel + LOG_FLOOR).astype(np.float32)
 
 

@@ -115,3 +115,20 @@ def test_module_does_not_import_torch():
            "print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_numpy_logmel_is_librosa_logmel() -> None:
+    """The runtime computes log-mel in numpy (no numba start-up); it must equal librosa's."""
+    import librosa
+
+    from mmdesk.perception import voice_features as vf
+
+    rng = np.random.default_rng(3)
+    ref_basis = librosa.filters.mel(sr=vf.SAMPLE_RATE, n_fft=vf.N_FFT, n_mels=vf.N_MELS, fmin=vf.FMIN, fmax=vf.FMAX)
+    np.testing.assert_allclose(vf._mel_basis(), ref_basis, atol=1e-7)
+    for n in (400, 1000, 16000, 32000 + 77):
+        x = (rng.standard_normal(n) * 0.1).astype(np.float32)
+        spec = librosa.stft(x, n_fft=vf.N_FFT, hop_length=vf.HOP, win_length=vf.N_FFT, window="hann",
+                            center=True, pad_mode="constant")
+        ref = np.log(ref_basis @ (np.abs(spec) ** 2) + vf.LOG_FLOOR)
+        np.testing.assert_allclose(vf.logmel(x), ref, atol=2e-4)
