@@ -136,7 +136,7 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
         sha256=YUNET_SHA256,
         inputs=(_t("input", "float32", 1, 3, "height", "width"),),
         outputs=_YUNET_OUTPUTS,
-        preprocessing={"score_threshold": 0.6, "nms_threshold": 0.3, "max_side": 640},
+        preprocessing={"score_threshold": 0.6, "nms_threshold": 0.3, "max_side": 480},  # 640 doubled the cost for no better landmarks: docs/benchmarks.md
         card="face_detector.md",
         description="YuNet face detector (OpenCV Zoo), loaded with cv2.FaceDetectorYN",
     ),

@@ -27,7 +27,7 @@ def test_yunet_on_onnxruntime_matches_opencv(assets, manifest, name) -> None:
     assert det.name == "yunet" and det.provider == "CPUExecutionProvider"
     img = cv2.imread(str(assets / "media" / name))
     h, w = img.shape[:2]
-    s = 640 / max(h, w)
+    s = det.max_side / max(h, w)  # one YuNet pass at the detector's own input size
     small = cv2.resize(img, (round(w * s), round(h * s)))
     ref = cv2.FaceDetectorYN.create(str(manifest.path("face_detector")), "", (small.shape[1], small.shape[0]),
                                     det.score_threshold, det.nms_threshold, 50)
@@ -59,7 +59,10 @@ def _eye_angle(d) -> float:
 @pytest.mark.parametrize("rotation", [20, -20])
 def test_aligned_crop_levels_the_eyes(assets, manifest, rotation) -> None:
     det = FaceDetector(manifest, device="cpu")
-    img = cv2.imread(str(assets / "media" / "test_image.jpg"))
+    photo = cv2.imread(str(assets / "media" / "test_image.jpg"))
+    x, y, w, h = det.detect(photo)[0].box
+    # frame the subject as a webcam would (face ~40 % of the frame height)
+    img = photo[max(0, y - h): y + 2 * h, max(0, x - w): x + 2 * w]
     face = det.detect(img)[0]
     centre = (face.box[0] + face.box[2] / 2, face.box[1] + face.box[3] / 2)
     tilted = cv2.warpAffine(img, cv2.getRotationMatrix2D(centre, rotation, 1.0), (img.shape[1], img.shape[0]))

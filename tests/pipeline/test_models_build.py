@@ -75,7 +75,7 @@ def test_build_writes_checked_entries(pack):
     assert fd.inputs == (TensorSpec("input", (1, 3, "height", "width"), "float32"),)
     assert [t.name for t in fd.outputs] == [f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in (8, 16, 32)]
     assert fd.outputs[-1] == TensorSpec("kps_32", (1, "anchors", 10), "float32")
-    assert fd.preprocessing == {"score_threshold": 0.6, "nms_threshold": 0.3, "max_side": 640}
+    assert fd.preprocessing == {"score_threshold": 0.6, "nms_threshold": 0.3, "max_side": 480}
     assert m.entry("face_detector_fallback").sha256 == HAAR_SHA256
     assert m.entry("face_detector_fallback").format == "haar-xml"
     vad = m.entry("vad")
