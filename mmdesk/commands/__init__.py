@@ -7,6 +7,7 @@ COMMANDS: dict[str, str] = {
     "analyze": "Analyse a recorded clip window by window (JSON Lines or CSV)",
     "models": "Build, list or verify the model pack",
     "train": "Train the project's own models (voice, text)",
+    "eval": "Evaluate the pack's models on a dataset (metrics + dataset sha256)",
     "bench": "Measure per-stage latency and throughput",
     "doctor": "Check the installation: versions, providers, devices, models",
 }

@@ -39,20 +39,25 @@ def _wavs(directory: Path, pattern: str, what: str, flag: str) -> list[Path]:
     return files
 
 
+def emodb_label(path: Path) -> int | None:
+    """The LABELS index of an EmoDB ``SSTTTEV.wav`` file; None for boredom (L) or another name."""
+    stem = Path(path).stem
+    if len(stem) != 7 or not stem[:2].isdigit():
+        return None
+    common = EMODB_TO_COMMON.get(stem[5])  # L = boredom: no counterpart in LABELS
+    return LABELS.index(common) if common else None
+
+
 def emodb_items(directory: Path) -> tuple[list[VoiceItem], int]:
     """EmoDB ``SSTTTEV.wav`` files with a common label; also the number skipped (boredom, odd names)."""
     items: list[VoiceItem] = []
     skipped = 0
     for p in _wavs(directory, "*.wav", "EmoDB", "--emodb"):
-        stem = p.stem
-        if len(stem) != 7 or not stem[:2].isdigit():
+        label = emodb_label(p)
+        if label is None:
             skipped += 1
             continue
-        common = EMODB_TO_COMMON.get(stem[5])
-        if common is None:  # L = boredom: no counterpart in LABELS
-            skipped += 1
-            continue
-        items.append(VoiceItem(p, LABELS.index(common), f"emodb-{stem[:2]}", "emodb"))
+        items.append(VoiceItem(p, label, f"emodb-{p.stem[:2]}", "emodb"))
     if not items:
         raise MmdeskError(
             f"no usable EmoDB files (SSTTTEV.wav) in {directory}", "pass the EmoDB wav folder with --emodb"

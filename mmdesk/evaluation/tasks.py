@@ -1,0 +1,192 @@
+"""``mmdesk eval`` tasks: one model, one dataset in its published layout, metrics + dataset sha256.
+
+Every task reads the data exactly as the runtime sees it (the same preprocessing and onnxruntime
+sessions as ``mmdesk analyze``), so its numbers describe what the app does, not a training script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmdesk.core.labels import FER2013_LABELS, LABELS, N_LABELS, RAVDESS_TO_COMMON
+from mmdesk.errors import MmdeskError
+from mmdesk.evaluation.metrics import accuracy, f1_scores, uar
+from mmdesk.inference.manifest import Manifest, sha256_file
+
+BATCH = 256
+
+
+@dataclass
+class EvalResult:
+    task: str
+    dataset: str
+    sha256: str
+    n: int
+    metrics: dict[str, float]
+    models: dict[str, str]  # role -> sha256 of the model file evaluated
+    rows: dict[str, dict[str, float]] = field(default_factory=dict)  # av-ravdess: one row per input
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "dataset": self.dataset, "sha256": self.sha256, "n": self.n,
+                "metrics": self.metrics, "rows": self.rows, "models": self.models, "notes": self.notes}
+
+
+def _classification(y_true: list[int], y_pred: list[int]) -> dict[str, float]:
+    f = f1_scores(y_true, y_pred, N_LABELS)
+    return {"accuracy": round(accuracy(y_true, y_pred), 4), "uar": round(uar(y_true, y_pred, N_LABELS), 4),
+            "macro_f1": round(f["macro"], 4), "weighted_f1": round(f["weighted"], 4)}
+
+
+def sha256_tree(files: Iterable[Path], root: Path) -> str:
+    """One hash for a set of files: sha256 over sorted (relative path, file sha256) lines."""
+    h = hashlib.sha256()
+    for p in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
+        h.update(f"{p.relative_to(root).as_posix()}\t{sha256_file(p)}\n".encode())
+    return h.hexdigest()
+
+
+# --- face-fer2013 -----------------------------------------------------------------------------------
+
+
+def face_fer2013(manifest: Manifest, data: Path, *, split: str | None = None, device: str = "cpu") -> EvalResult:
+    import cv2
+
+    from mmdesk.perception.face import FaceExpression
+
+    if not data.is_file():
+        raise MmdeskError(f"{data} is not a file", "pass the FER2013 npz with --data FILE")
+    try:
+        npz = np.load(data)
+        names = set(npz.files)
+    except (OSError, ValueError) as exc:
+        raise MmdeskError(f"{data} is not a readable npz file ({exc})", "pass the FER2013 npz with --data") from None
+    split = split or ("test" if "test_images" in names else "val")
+    if f"{split}_images" not in names or f"{split}_labels" not in names:
+        splits = sorted(n[: -len("_images")] for n in names if n.endswith("_images"))
+        raise MmdeskError(f"{data.name} has no {split!r} split", f"use --split with one of {', '.join(splits)}")
+    images, labels = npz[f"{split}_images"], npz[f"{split}_labels"].astype(int)
+    model = FaceExpression(manifest, device)
+    y_true = [LABELS.index(FER2013_LABELS[int(k)]) for k in labels]
+    y_pred: list[int] = []
+    for i in range(0, len(images), BATCH):
+        crops = np.stack([cv2.resize(im, (model.size, model.size), interpolation=cv2.INTER_LINEAR)
+                          for im in images[i : i + BATCH]])
+        y_pred.extend(model.predict(crops).argmax(1).tolist())
+    notes = ["the default pack's FER model was trained on the official FER2013 train set; the shared "
+             "assets' train/val images overlap it, so their scores are optimistic"]
+    return EvalResult("face-fer2013", f"{data} [{split}]", sha256_file(data), len(y_true),
+                      _classification(y_true, y_pred), {"face_expression": model.model.sha256}, notes=notes)
+
+
+# --- voice-emodb ------------------------------------------------------------------------------------
+
+
+def voice_emodb(manifest: Manifest, data: Path, *, device: str = "cpu") -> EvalResult:
+    from mmdesk.perception.voice import VoiceEmotion
+    from mmdesk.perception.voice_features import load_audio
+    from mmdesk.training.datasets import emodb_label
+
+    if not data.is_dir():
+        raise MmdeskError(f"{data} is not a folder", "pass a folder of EmoDB wav files with --data DIR")
+    wavs = sorted(data.rglob("*.wav"))
+    items = [(p, emodb_label(p)) for p in wavs]
+    items = [(p, y) for p, y in items if y is not None]
+    if not items:
+        raise MmdeskError(f"no EmoDB-named wav files (SSTTTEV.wav) under {data}", "pass the EmoDB wav folder")
+    model = VoiceEmotion(manifest, device)
+    y_pred = [int(model.predict_features(model.features(load_audio(p))).argmax()) for p, _ in items]
+    y_true = [y for _, y in items]
+    notes = [f"{len(wavs) - len(items)} file(s) skipped (boredom has no counterpart, or not EmoDB-named)",
+             "the default pack's voice model was trained on every EmoDB speaker in the shared assets: on them "
+             "this measures fit, not generalisation (its card gives leave-one-speaker-out figures)"]
+    return EvalResult("voice-emodb", str(data), sha256_tree([p for p, _ in items], data), len(items),
+                      _classification(y_true, y_pred), {"voice_emotion": model.model.sha256}, notes=notes)
+
+
+# --- text-meld ----------------------------------------------------------------------------------------
+
+
+def text_meld(manifest: Manifest, data: Path, *, device: str = "cpu") -> EvalResult:
+    from mmdesk.perception.text import TextEmotion
+    from mmdesk.training.datasets import meld_items
+
+    items = meld_items(data)
+    model = TextEmotion(manifest, device)
+    y_pred = [int(np.argmax(model.predict(it.text)[0])) for it in items]
+    y_true = [it.label for it in items]
+    notes = ["the default pack's text head was trained on MELD train and its configuration chosen on MELD dev"]
+    return EvalResult("text-meld", str(data), sha256_file(data), len(items), _classification(y_true, y_pred),
+                      {"text_encoder": model.encoder.sha256, "text_emotion": model.head.sha256}, notes=notes)
+
+
+# --- av-ravdess -------------------------------------------------------------------------------------------
+
+
+def ravdess_av_label(path: Path) -> int | None:
+    """RAVDESS audio-visual clip ``01-01-EE-II-SS-RR-AA.mp4`` (or 02- video-only) → label index."""
+    parts = path.stem.split("-")
+    if len(parts) != 7 or parts[0] not in ("01", "02"):
+        return None
+    common = RAVDESS_TO_COMMON.get(parts[2])
+    return LABELS.index(common) if common else None
+
+
+def av_ravdess(manifest: Manifest, data: Path, *, device: str = "cpu",
+               progress: Callable[[str], None] | None = None) -> EvalResult:
+    from mmdesk.analysis.analyzer import Analyzer, AnalyzerSettings
+    from mmdesk.analysis.clip import analyse_clip
+
+    if not data.is_dir():
+        raise MmdeskError(f"{data} is not a folder", "pass a folder of RAVDESS audio-visual clips with --data DIR")
+    clips = [(p, ravdess_av_label(p)) for p in sorted(data.rglob("*.mp4"))]
+    clips = [(p, y) for p, y in clips if y is not None]
+    if not clips:
+        raise MmdeskError(f"no RAVDESS-named clips (01-01-EE-II-SS-RR-AA.mp4) under {data}",
+                          "pass the RAVDESS audio-visual folder")
+    analyzer = Analyzer(manifest, AnalyzerSettings(device=device))
+    y_true: list[int] = []
+    face_pred: list[int] = []
+    voice_pred: list[int] = []
+    for path, label in clips:
+        if progress:
+            progress(path.name)
+        face, voice = np.zeros(N_LABELS), np.zeros(N_LABELS)
+        for r in analyse_clip(path, analyzer, subtitles=False):
+            if r.face.present:
+                face += r.face.probs
+            if r.voice.present:
+                voice += r.voice.probs
+        y_true.append(label)
+        # a clip where a modality was never present counts as a miss for that modality
+        face_pred.append(int(face.argmax()) if face.any() else -1)
+        voice_pred.append(int(voice.argmax()) if voice.any() else -1)
+    rows = {
+        "face-only": {"accuracy": round(accuracy(y_true, face_pred), 4)},
+        "voice-only": {"accuracy": round(accuracy(y_true, voice_pred), 4)},
+    }
+    notes = ["fused: not available yet: the pack has no fusion head (it arrives with the fusion issue)",
+             "clip label = argmax of the summed per-window probabilities of each modality",
+             "the default pack's voice model was trained on RAVDESS actor 05's speech recordings: on that "
+             "actor, voice-only measures fit, not generalisation"]
+    return EvalResult("av-ravdess", str(data), sha256_tree([p for p, _ in clips], data), len(clips),
+                      dict(rows["face-only"]), {role: m["sha256"] for role, m in analyzer.models().items()},
+                      rows=rows, notes=notes)
+
+
+TASKS: dict[str, Callable[..., EvalResult]] = {
+    "face-fer2013": face_fer2013,
+    "voice-emodb": voice_emodb,
+    "text-meld": text_meld,
+    "av-ravdess": av_ravdess,
+}
+NOT_YET = {
+    "sarcasm-mustard": "the model pack has no sarcasm model yet (it arrives with the perception-quality "
+                       "and fusion issues)",
+}
