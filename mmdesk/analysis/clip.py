@@ -76,7 +76,7 @@ class _Reader(threading.Thread):
 
 
 def analyse_clip(
-    path: str | Path,
+    clip: str | Path | ClipSource,
     analyzer: Analyzer,
     spec: WindowSpec = WindowSpec(),
     *,
@@ -87,12 +87,18 @@ def analyse_clip(
 ) -> Iterator[WindowResult]:
     """Yield one result per window as soon as it is complete. ``run`` collects the summary.
 
+    ``clip`` is a path, or a ``ClipSource`` the caller has opened (``max_fps``/``subtitles`` are
+    then the source's own); the source is closed when the generator ends.
+
     Opening problems raise ``MediaError``; a clip that breaks partway ends early with
     ``run.error`` set, and every window finished before that is still yielded.
     """
-    run = run if run is not None else ClipRun(Path(path))
-    source = ClipSource(path, max_fps=max_fps, subtitles=subtitles)
-    source.open()
+    if isinstance(clip, ClipSource):  # already opened by the caller (which probed it once)
+        source = clip
+    else:
+        source = ClipSource(clip, max_fps=max_fps, subtitles=subtitles)
+        source.open()
+    run = run if run is not None else ClipRun(source.path)
     reader = _Reader(source)
     try:
         info = source.info

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from mmdesk.analysis.clip import ClipRun, analyse_clip
     from mmdesk.analysis.records import window_record
     from mmdesk.analysis.writers import RecordWriter
-    from mmdesk.capture.probe import probe
+    from mmdesk.capture.clip import ClipSource
     from mmdesk.core.labels import LABELS
     from mmdesk.errors import MmdeskError
     from mmdesk.inference.pack import open_pack
@@ -45,10 +45,17 @@ def run(args: argparse.Namespace) -> int:
         raise MmdeskError(f"--fps must be ≥ 0, got {args.fps}", "use 0 for every frame or e.g. 5")
     fmt = args.format or ("csv" if args.out and args.out.lower().endswith(".csv") else "jsonl")
     clip = Path(args.clip)
-    info = probe(clip)  # fails fast with a one-line MediaError before models are loaded
-    manifest = open_pack(args.models)
-    analyzer = Analyzer(manifest, AnalyzerSettings(device=args.device, threads=args.threads))
-    writer = RecordWriter(args.out, fmt)
+    # opening probes the file: a bad clip fails with one line before any model is loaded
+    source = ClipSource(clip, max_fps=args.fps or None, subtitles=not args.no_subtitles)
+    source.open()
+    info = source.info
+    try:
+        manifest = open_pack(args.models)
+        analyzer = Analyzer(manifest, AnalyzerSettings(device=args.device, threads=args.threads))
+        writer = RecordWriter(args.out, fmt)
+    except BaseException:
+        source.close()
+        raise
     clip_run = ClipRun(clip)
     meta = {
         "type": "meta",
@@ -69,9 +76,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     interrupted = False
     try:
-        for result in analyse_clip(clip, analyzer, spec, max_fps=args.fps or None,
-                                   subtitles=not args.no_subtitles, run=clip_run,
-                                   progress=bar.update if bar else None):
+        for result in analyse_clip(source, analyzer, spec, run=clip_run, progress=bar.update if bar else None):
             writer.write(window_record(result))
     except KeyboardInterrupt:
         interrupted = True
