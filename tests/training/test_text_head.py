@@ -27,11 +27,9 @@ def meta() -> dict:
 
 @pytest.fixture(scope="module")
 def session():
-    import onnxruntime as ort
+    from mmdesk.training.onnx_export import ort_session
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    return ort.InferenceSession(str(ONNX), sess_options=so, providers=["CPUExecutionProvider"])
+    return ort_session(ONNX)
 
 
 def _feeds(meta: dict, emb: np.ndarray, ctx: np.ndarray) -> dict[str, np.ndarray]:
