@@ -1,0 +1,54 @@
+"""One loaded ``Analyzer`` shared by clip and live analysis (loading the models takes seconds).
+
+Only one analysis uses it at a time: the analyzer keeps per-stream state (frame cache, VAD).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from mmdesk.analysis.analyzer import Analyzer, AnalyzerSettings
+from mmdesk.inference.pack import open_pack, resolve_pack_dir
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    device: str = "auto"  # auto | cpu | cuda
+    models: str | None = None  # model pack folder; None: $MMDESK_MODELS or the user data dir
+    threads: int | None = None
+
+
+class Engine:
+    def __init__(self, settings: EngineSettings = EngineSettings()) -> None:
+        self.settings = settings
+        self._analyzer: Analyzer | None = None
+        self._lock = threading.Lock()
+        #: held by the analysis currently using the analyzer
+        self.busy = threading.Lock()
+
+    @property
+    def pack_dir(self) -> str:
+        return str(resolve_pack_dir(self.settings.models))
+
+    def analyzer(self) -> Analyzer:
+        """The analyzer, loaded on first use (call from a worker thread: it takes seconds)."""
+        with self._lock:
+            if self._analyzer is None:
+                manifest = open_pack(self.settings.models)
+                self._analyzer = Analyzer(
+                    manifest, AnalyzerSettings(device=self.settings.device, threads=self.settings.threads)
+                )
+            return self._analyzer
+
+    @property
+    def loaded(self) -> Analyzer | None:
+        return self._analyzer
+
+
+def active_provider(providers: dict[str, str]) -> str:
+    """One word for the status bar: CUDA when any model really runs on it, else CPU."""
+    names = set(providers.values())
+    if any("CUDA" in n for n in names):
+        return "CUDA" if all("CUDA" in n for n in names if n.endswith("ExecutionProvider")) else "CUDA (partly CPU)"
+    return "CPU" if names else "—"

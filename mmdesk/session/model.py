@@ -1,0 +1,162 @@
+"""The data of one analysis session: the records ``mmdesk analyze`` writes (meta, windows, end).
+
+The GUI's panels read everything from here, so a saved session, a reopened ``mmdesk analyze``
+output and a live session look the same. Fusion fields (``fused``, ``alone``, ``attribution``,
+``interaction``) are read when the records carry them; otherwise ``fusion_available`` is False and
+the panels say so instead of showing numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mmdesk.core.labels import LABELS
+
+MODALITIES: tuple[str, ...] = ("face", "voice", "text")
+INTERACTION_TYPES: tuple[str, ...] = ("redundancy", "dominance", "independence", "modulation", "emergence")
+FUSION_MISSING = "fusion model not available in this model pack"
+
+
+@dataclass(frozen=True)
+class Series:
+    """Per-window values for plotting: x = window centre (s); NaN where a value is not available."""
+
+    t: np.ndarray  # (n,)
+    probs: np.ndarray  # (n, 7) over LABELS
+    sarcasm: np.ndarray  # (n,)
+
+
+def window_centre(record: dict[str, Any]) -> float:
+    return (float(record["start"]) + float(record["end"])) / 2
+
+
+def view_of(record: dict[str, Any], source: str) -> dict[str, Any] | None:
+    """The judgement of one source ("fused", "face", "voice", "text") in a window, or None.
+
+    For a modality this is the unimodal result when present; its sarcasm comes from the fusion
+    model's "alone" pass (the unimodal models do not judge sarcasm).
+    """
+    if source == "fused":
+        return record.get("fused")
+    d = record.get(source) or {}
+    if not d.get("present"):
+        return None
+    alone = (record.get("alone") or {}).get(source) or {}
+    return {"probs": d["probs"], "label": d["label"], "sarcasm": alone.get("sarcasm")}
+
+
+class SessionData:
+    """Records of one session, in arrival order; windows are kept sorted by index."""
+
+    def __init__(self, meta: dict[str, Any] | None = None) -> None:
+        self.meta: dict[str, Any] = meta or {}
+        self.windows: list[dict[str, Any]] = []
+        self.end: dict[str, Any] | None = None
+        self._by_index: dict[int, int] = {}
+
+    # -- building ------------------------------------------------------------------------------
+    def add(self, record: dict[str, Any]) -> None:
+        kind = record.get("type")
+        if kind == "meta":
+            self.meta = record
+        elif kind == "window":
+            i = int(record["index"])
+            if i in self._by_index:  # a re-delivered window replaces the old one
+                self.windows[self._by_index[i]] = record
+                return
+            if self.windows and i < int(self.windows[-1]["index"]):
+                self.windows.append(record)
+                self.windows.sort(key=lambda r: int(r["index"]))
+                self._by_index = {int(r["index"]): k for k, r in enumerate(self.windows)}
+            else:
+                self._by_index[i] = len(self.windows)
+                self.windows.append(record)
+        elif kind == "end":
+            self.end = record
+
+    def records(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [self.meta] if self.meta else []
+        out.extend(self.windows)
+        if self.end is not None:
+            out.append(self.end)
+        return out
+
+    # -- questions the panels ask --------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    @property
+    def fusion_available(self) -> bool:
+        return any("fused" in w for w in self.windows) or bool(self.meta.get("fusion"))
+
+    @property
+    def source_path(self) -> str:
+        return str((self.meta.get("source") or {}).get("path") or "")
+
+    @property
+    def duration(self) -> float:
+        d = (self.meta.get("source") or {}).get("duration")
+        if d:
+            return float(d)
+        return float(self.windows[-1]["end"]) if self.windows else 0.0
+
+    def series(self, source: str) -> Series:
+        n = len(self.windows)
+        t = np.empty(n)
+        probs = np.full((n, len(LABELS)), np.nan)
+        sarcasm = np.full(n, np.nan)
+        for k, w in enumerate(self.windows):
+            t[k] = window_centre(w)
+            v = view_of(w, source)
+            if v is None:
+                continue
+            probs[k] = [v["probs"].get(label, math.nan) for label in LABELS]
+            if v.get("sarcasm") is not None:
+                sarcasm[k] = float(v["sarcasm"])
+        return Series(t, probs, sarcasm)
+
+    def contributions(self, target: str = "emotion") -> tuple[np.ndarray, np.ndarray]:
+        """(t, values (n, 3) over MODALITIES) of the attribution; NaN rows where none is known.
+
+        ``target`` "emotion" reads the attribution of the fused label, "sarcasm" its sarcasm part.
+        """
+        n = len(self.windows)
+        t = np.empty(n)
+        vals = np.full((n, len(MODALITIES)), np.nan)
+        for k, w in enumerate(self.windows):
+            t[k] = window_centre(w)
+            a = w.get("attribution")
+            if a and target == "sarcasm":
+                a = a.get("sarcasm")
+            if a and a.get("values") is not None:
+                vals[k] = [float(a["values"].get(m, 0.0)) for m in MODALITIES]
+        return t, vals
+
+    def interaction_counts(self) -> Counter[str]:
+        return Counter(w["interaction"]["type"] for w in self.windows if w.get("interaction"))
+
+    def nearest(self, t: float) -> int | None:
+        """Position (in ``windows``) of the window whose centre is nearest to time ``t``."""
+        if not self.windows:
+            return None
+        centres = np.fromiter((window_centre(w) for w in self.windows), float, len(self.windows))
+        return int(np.argmin(np.abs(centres - t)))
+
+    def texts(self) -> list[tuple[float, float, str, str]]:
+        """Distinct texts seen by the analysis: (start, end, text, origins) in time order."""
+        out: list[tuple[float, float, str, str]] = []
+        for w in self.windows:
+            tx = w.get("text") or {}
+            if not tx.get("present"):
+                continue
+            text, origins = tx.get("text", ""), ", ".join(tx.get("origins") or ())
+            if out and out[-1][2] == text:
+                out[-1] = (out[-1][0], float(w["end"]), text, origins)
+            else:
+                out.append((float(w["start"]), float(w["end"]), text, origins))
+        return out

@@ -1,0 +1,69 @@
+"""Support shared by tests/session and tests/qt: one loaded engine, a RAVDESS clip, a camera stream."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+CAPTURE_TESTS = Path(__file__).resolve().parents[1] / "capture"
+if str(CAPTURE_TESTS) not in sys.path:
+    sys.path.insert(0, str(CAPTURE_TESTS))
+
+from capture_support import MjpegServer, _listening, alsa_mic, free_port  # noqa: F401  (fixtures)
+
+CLIP = "av/ravdess_actor05/01-01-03-01-01-02-05.mp4"  # 3.2 s, happy, 1280x720
+
+
+@pytest.fixture(scope="session")
+def ravdess_clip(assets: Path) -> Path:
+    p = assets / CLIP
+    if not p.is_file():
+        pytest.skip(f"{p} missing")
+    return p
+
+
+@pytest.fixture(scope="session")
+def engine(pack_dir: Path):
+    from mmdesk.session.engine import Engine, EngineSettings
+
+    e = Engine(EngineSettings(device="cpu", models=str(pack_dir)))
+    e.analyzer()
+    return e
+
+
+@pytest.fixture
+def clip_camera(ffmpeg: str) -> Iterator[Callable[..., MjpegServer]]:
+    """Factory: ``clip_camera(clip, seconds)`` serves a clip's video in real time as an MJPEG
+    stream on 127.0.0.1 (what an IP camera sends), looping it, for ``seconds``."""
+    servers: list[MjpegServer] = []
+
+    def start(clip: Path, seconds: float = 10.0) -> MjpegServer:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/cam.mjpg"
+        cmd = [ffmpeg, "-hide_banner", "-loglevel", "quiet", "-nostdin", "-re", "-stream_loop", "-1",
+               "-i", str(clip), "-t", str(seconds), "-an", "-vf", "scale=640:-2,fps=15",
+               "-f", "mpjpeg", "-q:v", "5", "-listen", "1", url]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = MjpegServer(url, proc)
+        servers.append(server)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"ffmpeg MJPEG server exited early ({proc.returncode})")
+            state = _listening(port)
+            if state is None:
+                time.sleep(1.0)
+                return server
+            if state:
+                return server
+            time.sleep(0.05)
+        pytest.fail("ffmpeg MJPEG server did not start listening")
+
+    yield start
+    for s in servers:
+        s.stop()
