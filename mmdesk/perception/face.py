@@ -166,7 +166,7 @@ def face_crop(image: np.ndarray, det: FaceDetection, size: int) -> np.ndarray:
 
 
 class FaceExpression:
-    """FER expression probabilities over ``LABELS`` for a batch of face crops."""
+    """FER expression probabilities over ``LABELS`` (and the per-crop embedding) for a batch of face crops."""
 
     def __init__(self, manifest: Manifest, device: str = "auto", threads: int | None = None) -> None:
         self.model: OnnxModel = open_model(manifest, "face_expression", device, threads)
@@ -178,14 +178,32 @@ class FaceExpression:
         self.std = float(pre.get("std", 0.5))
         self.source_labels = tuple(entry.labels) or FER2013_LABELS
         self._input = self.model.input_names[0]
+        outputs = {o.name: o for o in entry.outputs}
+        self._probs = "probs" if "probs" in outputs or not outputs else entry.outputs[0].name
+        emb = outputs.get("embedding")
+        # the fusion head reads this; None for packs built before the model had the output
+        self.embedding_dim: int | None = int(emb.shape[-1]) if emb is not None else None
+
+    def _input_tensor(self, crops: np.ndarray) -> np.ndarray:
+        return ((crops.astype(np.float32) * self.scale - self.mean) / self.std)[:, None, :, :]
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """crops: uint8 (N, size, size) greyscale → float64 (N, 7) probabilities in LABELS order."""
         if len(crops) == 0:
             return np.zeros((0, len(LABELS)))
-        x = ((crops.astype(np.float32) * self.scale - self.mean) / self.std)[:, None, :, :]
-        (probs,) = self.model.run({self._input: x}, None)[:1]
+        (probs,) = self.model.run({self._input: self._input_tensor(crops)}, [self._probs])
         return reorder(probs, self.source_labels)
+
+    def predict_with_embedding(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """crops: uint8 (N, size, size) → (float64 (N, 7) probabilities in LABELS order,
+        float32 (N, embedding_dim) embedding), from one run of the model."""
+        if self.embedding_dim is None:
+            raise ModelError(f"face expression model {self.model.path} has no `embedding` output",
+                             "rebuild the pack with `mmdesk models build`")
+        if len(crops) == 0:
+            return np.zeros((0, len(LABELS))), np.zeros((0, self.embedding_dim), np.float32)
+        probs, emb = self.model.run({self._input: self._input_tensor(crops)}, [self._probs, "embedding"])
+        return reorder(probs, self.source_labels), emb
 
 
 def load_image(path: str | Path) -> np.ndarray:

@@ -23,11 +23,26 @@ class VoiceEmotion:
                              "rebuild the pack with `mmdesk models build`") from None
         self.labels = tuple(entry.labels) or LABELS
         self._input = self.model.input_names[0]
+        frames = next((o for o in entry.outputs if o.name == "frames"), None)
+        # the fusion head reads these; None for packs built before the model had the output
+        self.frames_dim: int | None = int(frames.shape[-1]) if frames is not None else None
+        # input log-mel frames per output step (each step covers time_stride * 10 ms)
+        self.time_stride: int | None = int(self.preprocessing.get("time_stride_frames", 0)) or None
 
     def features(self, samples: np.ndarray) -> np.ndarray:
         """(1, n_mels, frames) log-mel of 16 kHz mono samples, prepared exactly as in training."""
         return voice_features.features_for_model(samples, self.preprocessing)
 
     def predict_features(self, feats: np.ndarray) -> np.ndarray:
-        (probs,) = self.model.run({self._input: feats.astype(np.float32, copy=False)})[:1]
+        """(1, n_mels, frames) features → float64 (7,) probabilities in LABELS order."""
+        (probs,) = self.model.run({self._input: feats.astype(np.float32, copy=False)}, ["probs"])
         return reorder(probs[0], self.labels)
+
+    def predict_features_with_frames(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(1, n_mels, frames) features → (float64 (7,) probabilities in LABELS order,
+        float32 (steps, frames_dim) per-step embeddings before temporal pooling), from one run."""
+        if self.frames_dim is None:
+            raise ModelError(f"voice model {self.model.path} has no `frames` output",
+                             "rebuild the pack with `mmdesk models build`")
+        probs, frames = self.model.run({self._input: feats.astype(np.float32, copy=False)}, ["probs", "frames"])
+        return reorder(probs[0], self.labels), frames[0]

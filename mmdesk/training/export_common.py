@@ -56,10 +56,12 @@ def export_onnx_bytes(
     output_names: Sequence[str],
     dynamic_shapes: dict[str, dict[int, Any]],
     opset: int = ONNX_OPSET,
+    dim_names: dict[str, Sequence[str | int]] | None = None,
 ) -> bytes:
     """Export an eval-mode torch module with the dynamo exporter; a single self-contained ONNX file.
 
-    ``dynamic_shapes`` maps each input name to {axis: torch.export.Dim}. Delegates to the project's one
+    ``dynamic_shapes`` maps each input name to {axis: torch.export.Dim}; ``dim_names`` optionally names
+    the symbolic axes of inputs/outputs (see ``onnx_export.rename_dims``). Delegates to the project's one
     exporter (``onnx_export.export_single_file``: no external data, build paths stripped so the bytes
     do not depend on where the checkout lives, checked with onnx.checker) and returns the bytes.
     """
@@ -68,7 +70,7 @@ def export_onnx_bytes(
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         export_single_file(model, example_inputs, path, input_names=input_names, output_names=output_names,
-                           dynamic_shapes=dynamic_shapes, opset=opset)
+                           dynamic_shapes=dynamic_shapes, dim_names=dim_names, opset=opset)
         return path.read_bytes()
 
 

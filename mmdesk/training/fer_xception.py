@@ -17,6 +17,8 @@ Architecture (Keras layer names in brackets; shapes NCHW for a 64x64 input; 58,4
     block4 (64->128)                                     -> [B, 128,  4,  4]
     head   conv 3x3 same 128->7 + bias [conv2d_7]        -> [B,   7,  4,  4]
            global average pool + softmax                 -> [B, 7]  probs
+    embedding: global average pool of block4's output    -> [B, 128] (not in the Keras graph: an extra
+           output for the fusion head, the features the head conv reads)
 
     block(cin -> cout), input [B, cin, H, W], H' = ceil(H / 2):
       residual: conv 1x1 stride 2 'same' (no padding needed for a 1x1 kernel) + BN -> [B, cout, H', W']
@@ -59,6 +61,8 @@ FER_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surp
 INPUT_SIZE = 64
 INPUT_NAME = "image"
 OUTPUT_NAME = "probs"
+EMBEDDING_NAME = "embedding"
+EMBEDDING_DIM = 128
 # Preprocessing: grey uint8 face crop resized to 64x64 (cv2 INTER_LINEAR), then x = (p / 255 - MEAN) / STD.
 PIXEL_MEAN = 0.5
 PIXEL_STD = 0.5
@@ -152,7 +156,7 @@ class ResidualBlock(nn.Module):
 
 
 class MiniXception(nn.Module):
-    """image [B, 1, 64, 64] float32 -> probs [B, 7] float32 (softmax over FER_LABELS)."""
+    """image [B, 1, 64, 64] float32 -> (probs [B, 7] softmax over FER_LABELS, embedding [B, 128])."""
 
     def __init__(self, eps: dict[str, float] | None = None) -> None:
         super().__init__()
@@ -174,13 +178,13 @@ class MiniXception(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.head = KerasConv2d(cin, len(FER_LABELS), 3, padding="same", bias=True)  # -> [B, 7, 4, 4]
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = F.relu(self.bn1(self.conv1(image)))
         x = F.relu(self.bn2(self.conv2(x)))
         for block in self.blocks:
-            x = block(x)
+            x = block(x)  # -> [B, 128, 4, 4]
         logits = self.head(x).mean(dim=(2, 3))  # global average pool -> [B, 7]
-        return torch.softmax(logits, dim=1)
+        return torch.softmax(logits, dim=1), x.mean(dim=(2, 3))
 
 
 # --------------------------------------------------------------------------------------------- reading the hdf5
@@ -383,7 +387,8 @@ def preprocess_faces(gray: np.ndarray) -> np.ndarray:
 
 
 def export_onnx(hdf5_path: Path, out_path: Path) -> None:
-    """Write the face-expression model: input ``image`` float32 [batch,1,64,64] -> ``probs`` float32 [batch,7].
+    """Write the face-expression model: ``image`` float32 [batch,1,64,64] -> ``probs`` float32 [batch,7] and
+    ``embedding`` float32 [batch,128].
 
     Dynamo exporter, dynamic batch, opset 18, one self-contained file (weights inline).
     """
@@ -398,7 +403,8 @@ def export_onnx(hdf5_path: Path, out_path: Path) -> None:
         (example,),
         Path(out_path),
         input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
+        output_names=[OUTPUT_NAME, EMBEDDING_NAME],
         dynamic_shapes={"image": {0: Dim("batch", min=1, max=4096)}},
-        dim_names={INPUT_NAME: ("batch", 1, INPUT_SIZE, INPUT_SIZE), OUTPUT_NAME: ("batch", len(FER_LABELS))},
+        dim_names={INPUT_NAME: ("batch", 1, INPUT_SIZE, INPUT_SIZE), OUTPUT_NAME: ("batch", len(FER_LABELS)),
+                   EMBEDDING_NAME: ("batch", EMBEDDING_DIM)},
     )

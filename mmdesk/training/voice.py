@@ -33,6 +33,7 @@ from mmdesk.training.datasets import VoiceItem, emodb_items, label_counts, ravde
 ROLE = "voice_emotion"
 INPUT_NAME = "logmel"
 OUTPUT_NAME = "probs"
+FRAMES_NAME = "frames"  # per-time-step embeddings before temporal pooling, for the fusion head
 FEATURE_VERSION = "voice-logmel-v1"  # bump when voice_features changes what it computes
 CROP_FRAMES = vf.frames_for(int(vf.TRAIN_SECONDS * vf.SAMPLE_RATE))  # 201
 MIN_FRAMES = vf.frames_for(int(vf.MIN_SECONDS * vf.SAMPLE_RATE))  # 51
@@ -86,7 +87,8 @@ class VoiceCNN(nn.Module):
     mean over mel. ``kind="1d"``: conv blocks over time with the mel bands as channels (BN, ReLU,
     time max pool). Both end with mean + max over time, dropout and a linear layer.
     Input ``logmel`` float32 (batch, 64, frames), any frames >= 16. ``forward`` returns probabilities
-    over LABELS (softmax inside the graph), ``logits`` the logits.
+    over LABELS (softmax inside the graph) and the feature sequence the pooling reads,
+    ``frames`` (batch, frames', channels[-1]); ``logits`` the logits.
     """
 
     def __init__(self, n_mels: int = vf.N_MELS, channels: Sequence[int] = (128, 128, 128, 128), dropout: float = 0.3,
@@ -112,16 +114,29 @@ class VoiceCNN(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(2 * c_in, n_classes)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def time_stride(self) -> int:
+        """Input frames per output step of ``frames`` (the product of the time pools)."""
         if self.kind == "2d":
-            h = self.blocks(x.unsqueeze(1)).mean(dim=2)  # (B, C, mels', frames') -> (B, C, frames')
-        else:
-            h = self.blocks(x)  # (B, C, frames')
+            return 2 ** len(self.config["channels"])
+        return 2 ** (len(self.config["channels"]) - 1)
+
+    def sequence(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, mels, frames) -> (B, C, frames'): the conv features before temporal pooling."""
+        if self.kind == "2d":
+            return self.blocks(x.unsqueeze(1)).mean(dim=2)  # (B, C, mels', frames') -> (B, C, frames')
+        return self.blocks(x)
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
         pooled = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
         return self.head(self.dropout(pooled))
 
-    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.logits(logmel), dim=-1)
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self._head(self.sequence(x))
+
+    def forward(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.sequence(logmel)
+        return torch.softmax(self._head(h), dim=-1), h.transpose(1, 2)
 
 
 def load_torch_voice_model(path: str | Path) -> VoiceCNN:
@@ -346,7 +361,7 @@ def predict(model: VoiceCNN, feats: list[np.ndarray], mean: np.ndarray, std: np.
         for k in range(0, len(same_len), 32):  # small batches: big ones are slower on CPU
             idx = same_len[k:k + 32]
             x = torch.from_numpy(np.stack([vf.normalise(feats[i], mean, std) for i in idx]))
-            out[idx] = model(x).numpy()
+            out[idx] = model(x)[0].numpy()
     return out
 
 
@@ -410,22 +425,34 @@ def export_voice_onnx(model: VoiceCNN) -> bytes:
     batch = torch.export.Dim("batch", min=1, max=1024)
     frames = torch.export.Dim("frames", min=16, max=100_000)
     example = torch.randn(2, vf.N_MELS, CROP_FRAMES)
-    return ec.export_onnx_bytes(model, (example,), [INPUT_NAME], [OUTPUT_NAME],
-                                {"logmel": {0: batch, 2: frames}})
+    (ins,), outs = _io_dicts(model)
+    return ec.export_onnx_bytes(model, (example,), [INPUT_NAME], [OUTPUT_NAME, FRAMES_NAME],
+                                {"logmel": {0: batch, 2: frames}},
+                                dim_names={d["name"]: d["shape"] for d in [ins, *outs]})
 
 
-def _io_dicts() -> tuple[list[dict], list[dict]]:
+def _io_dicts(model: VoiceCNN) -> tuple[list[dict], list[dict]]:
     from mmdesk.inference.manifest import TensorSpec
 
+    dim = model.config["channels"][-1]
     return ([TensorSpec(INPUT_NAME, ("batch", vf.N_MELS, "frames"), "float32").to_dict()],
-            [TensorSpec(OUTPUT_NAME, ("batch", N_LABELS), "float32").to_dict()])
+            [TensorSpec(OUTPUT_NAME, ("batch", N_LABELS), "float32").to_dict(),
+             TensorSpec(FRAMES_NAME, ("batch", "steps", dim), "float32").to_dict()])
+
+
+def embedding_info(model: VoiceCNN) -> dict[str, Any]:
+    """What the ``frames`` output is, for the model json (the fusion head reads it from there)."""
+    return {"output": FRAMES_NAME, "dim": model.config["channels"][-1], "time_stride_frames": model.time_stride,
+            "seconds_per_step": model.time_stride * vf.HOP / vf.SAMPLE_RATE,
+            "steps": f"floor(frames / {model.time_stride})",
+            "what": "conv features before mean+max pooling over time (post-ReLU)"}
 
 
 def check_exported(onnx_bytes: bytes, model: VoiceCNN, mean: np.ndarray, std: np.ndarray,
                    feats: list[np.ndarray]) -> float:
     """IO names/shapes and the max |torch - onnxruntime| over a few lengths and batch sizes."""
     inputs, outputs = ec.onnx_io_specs(onnx_bytes)
-    want_in, want_out = _io_dicts()
+    want_in, want_out = _io_dicts(model)
     if [i.to_dict() for i in inputs] != want_in or [o.to_dict() for o in outputs] != want_out:
         raise RuntimeError(f"exported IO {inputs} {outputs} differs from {want_in} {want_out}")
     sess = ec.ort_session(onnx_bytes)
@@ -434,9 +461,12 @@ def check_exported(onnx_bytes: bytes, model: VoiceCNN, mean: np.ndarray, std: np
         for b in (1, 4):
             x = np.stack([vf.normalise(_fit(feats[i % len(feats)], frames), mean, std) for i in range(b)])
             with torch.no_grad():
-                ref = model(torch.from_numpy(x)).numpy()
-            got = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-            worst = max(worst, float(np.abs(ref - got).max()))
+                refs = [t.numpy() for t in model(torch.from_numpy(x))]
+            gots = sess.run([OUTPUT_NAME, FRAMES_NAME], {INPUT_NAME: x})
+            for ref, got in zip(refs, gots, strict=True):
+                if ref.shape != got.shape:
+                    raise RuntimeError(f"onnxruntime gave shape {got.shape}, torch {ref.shape}")
+                worst = max(worst, float(np.abs(ref - got).max()))
     return worst
 
 
@@ -594,8 +624,8 @@ def train_voice(emodb_dir: Path, ravdess_dir: Path | None, out_dir: Path, seed: 
     log(f"  exported ONNX: {len(onnx_bytes) / 1024:.0f} KB, max |torch - onnxruntime| {worst:.2e}")
     if worst > 1e-5:
         raise RuntimeError(f"ONNX export differs from torch by {worst:.2e}")
-    inputs, outputs = _io_dicts()
-    pre = vf.preprocessing_dict(mean, std)
+    inputs, outputs = _io_dicts(model)
+    pre = {**vf.preprocessing_dict(mean, std), "time_stride_frames": model.time_stride}  # for the `frames` output
     meta: dict[str, Any] = {
         "role": ROLE,
         "file": "voice_emotion.onnx",
@@ -606,6 +636,7 @@ def train_voice(emodb_dir: Path, ravdess_dir: Path | None, out_dir: Path, seed: 
         "inputs": inputs,
         "outputs": outputs,
         "labels": list(LABELS),
+        "embedding": embedding_info(model),
         "preprocessing": pre,
         "metrics": metrics,
         "training": {

@@ -90,7 +90,7 @@ def _torch_probs(torch_model, x: np.ndarray) -> np.ndarray:  # type: ignore[no-u
     import torch
 
     with torch.no_grad():
-        return torch_model(torch.from_numpy(x)).numpy()
+        return torch_model(torch.from_numpy(x))[0].numpy()
 
 
 @pytest.mark.parametrize("batch", [1, 8])
@@ -120,14 +120,14 @@ def test_parity_on_many_faces(fer_val, keras_model, session) -> None:  # type: i
 def test_io_signature_and_single_file(fer_onnx: Path) -> None:
     sig = io_signature(fer_onnx)
     assert sig["inputs"] == [("image", ("batch", 1, 64, 64), "float32")]
-    assert sig["outputs"] == [("probs", ("batch", 7), "float32")]
+    assert sig["outputs"] == [("probs", ("batch", 7), "float32"), ("embedding", ("batch", 128), "float32")]
     assert opset_of(fer_onnx) >= 17
     check_self_contained(fer_onnx)
     assert [p.name for p in fer_onnx.parent.iterdir()] == [fer_onnx.name]  # no .data sidecar written
     assert fer_onnx.stat().st_size < 2_000_000
     s = ort_session(fer_onnx)
     assert [(i.name, i.type) for i in s.get_inputs()] == [("image", "tensor(float)")]
-    assert [(o.name, o.type) for o in s.get_outputs()] == [("probs", "tensor(float)")]
+    assert [(o.name, o.type) for o in s.get_outputs()] == [("probs", "tensor(float)"), ("embedding", "tensor(float)")]
 
 
 @pytest.mark.parametrize("batch", [1, 2, 3, 17, 64])
@@ -141,6 +141,20 @@ def test_dynamic_batch_and_softmax(batch: int, session, fer_val) -> None:  # typ
     # each row is independent of its batch-mates
     single = session.run(None, {"image": x[:1]})[0]
     assert max_abs_diff(single, probs[:1]) < 1e-6
+
+
+def test_embedding_parity_and_meaning(fer_val, torch_model, session) -> None:  # type: ignore[no-untyped-def]
+    """``embedding`` (block 4's feature map, averaged) matches torch and varies between faces."""
+    import torch
+
+    images, _ = fer_val
+    x = fx.preprocess_faces(images[_sample(16, len(images), seed=11)])
+    probs, emb = session.run(["probs", "embedding"], {"image": x})
+    with torch.no_grad():
+        t_probs, t_emb = (t.numpy() for t in torch_model(torch.from_numpy(x)))
+    assert emb.shape == (16, fx.EMBEDDING_DIM) and emb.dtype == np.float32
+    assert max_abs_diff(t_emb, emb) < TOL and max_abs_diff(t_probs, probs) < TOL
+    assert np.isfinite(emb).all() and emb.std(axis=0).mean() > 1e-3  # not a constant vector
 
 
 def test_accuracy_on_val_sample(session, fer_val) -> None:  # type: ignore[no-untyped-def]

@@ -72,7 +72,10 @@ def test_onnx_is_self_contained_opset_17_plus(meta):
 
 def test_io_matches_json_and_manifest_check(meta, session):
     assert meta["inputs"] == [{"name": "logmel", "shape": ["batch", 64, "frames"], "dtype": "float32"}]
-    assert meta["outputs"] == [{"name": "probs", "shape": ["batch", 7], "dtype": "float32"}]
+    dim = meta["embedding"]["dim"]
+    assert meta["outputs"] == [{"name": "probs", "shape": ["batch", 7], "dtype": "float32"},
+                               {"name": "frames", "shape": ["batch", "steps", dim], "dtype": "float32"}]
+    assert meta["preprocessing"]["time_stride_frames"] == meta["embedding"]["time_stride_frames"]
     entry = ModelEntry.from_dict({**meta, "file": ONNX.name})
     actual_in = [TensorSpec(i.name, tuple(i.shape), "float32") for i in session.get_inputs()]
     actual_out = [TensorSpec(o.name, tuple(o.shape), "float32") for o in session.get_outputs()]
@@ -106,12 +109,15 @@ def test_torch_onnx_parity_on_real_features(meta, session, torch_model, emodb_fi
         xs.append(vf.features_for_model(y, meta["preprocessing"])[0])
     x = np.stack(xs)
     assert x.shape == (batch, 64, vf.frames_for(n))
-    got = session.run(["probs"], {"logmel": x})[0]
+    got, frames = session.run(["probs", "frames"], {"logmel": x})
     with torch.no_grad():
-        ref = torch_model(torch.from_numpy(x)).numpy()
+        ref, ref_frames = (t.numpy() for t in torch_model(torch.from_numpy(x)))
     assert got.shape == (batch, 7) and got.dtype == np.float32
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
     assert np.abs(got - ref).max() < 1e-5
+    steps = x.shape[2] // meta["embedding"]["time_stride_frames"]
+    assert frames.shape == (batch, steps, meta["embedding"]["dim"]) and frames.dtype == np.float32
+    assert np.abs(frames - ref_frames).max() < 1e-4
 
 
 def test_smoke_accuracy_on_seen_emodb_files(meta, session, emodb_files):
