@@ -14,8 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmdesk.analysis.analyzer import Analyzer
+from mmdesk.asr.events import ClipSpeechText
 from mmdesk.capture.clip import ClipSource
-from mmdesk.core.types import AudioChunk, CaptureItem, VideoFrame, WindowResult
+from mmdesk.core.types import (
+    AudioChunk,
+    CaptureItem,
+    TextEvent,
+    VideoFrame,
+    WindowResult,
+)
 from mmdesk.sync.windower import Windower, WindowSpec
 
 READ_AHEAD = 32  # decoded items held between the reader thread and the analyser
@@ -75,6 +82,13 @@ class _Reader(threading.Thread):
             self._put(None)
 
 
+def _push_text(windower: Windower, step: Callable[..., list[TextEvent]], analyzer: Analyzer, *args: object) -> None:
+    t = time.perf_counter()
+    for event in step(*args):
+        windower.push(event)
+    analyzer.times.add("asr", (time.perf_counter() - t) * 1e3)
+
+
 def analyse_clip(
     clip: str | Path | ClipSource,
     analyzer: Analyzer,
@@ -84,11 +98,15 @@ def analyse_clip(
     subtitles: bool = True,
     run: ClipRun | None = None,
     progress: Callable[[float], None] | None = None,
+    speech: ClipSpeechText | None = None,
 ) -> Iterator[WindowResult]:
     """Yield one result per window as soon as it is complete. ``run`` collects the summary.
 
     ``clip`` is a path, or a ``ClipSource`` the caller has opened (``max_fps``/``subtitles`` are
     then the source's own); the source is closed when the generator ends.
+
+    ``speech`` transcribes the clip's audio as it streams by: a window is analysed only once every
+    word that may overlap it has been transcribed (``speech.settled``), so text and audio stay aligned.
 
     Opening problems raise ``MediaError``; a clip that breaks partway ends early with
     ``run.error`` set, and every window finished before that is still yielded.
@@ -124,11 +142,13 @@ def analyse_clip(
             if isinstance(item, AudioChunk):
                 analyzer.feed_audio(item)
                 last_t = max(last_t, item.end)
+                if speech is not None:
+                    _push_text(windower, speech.feed, analyzer, item)
             elif isinstance(item, VideoFrame):
                 last_t = max(last_t, item.t)
             t = time.perf_counter()
             windower.push(item)
-            ready = windower.ready()
+            ready = windower.ready(None if speech is None else min(windower.watermark, speech.settled))
             analyzer.times.add("windowing", (time.perf_counter() - t) * 1e3)
             for window in ready:
                 yield emit(window)
@@ -136,6 +156,8 @@ def analyse_clip(
         run.error = error
         end = last_t if (error or duration <= 0) else duration
         run.media_seconds = end
+        if speech is not None:
+            _push_text(windower, speech.flush, analyzer)
         for window in windower.flush(end):
             yield emit(window)
         run.complete = not error

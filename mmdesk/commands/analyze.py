@@ -23,6 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", help="model pack directory (default: $MMDESK_MODELS or the user data dir)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads per model (default: onnxruntime's)")
     p.add_argument("--no-subtitles", action="store_true", help="ignore a sidecar .srt/.vtt next to the clip")
+    p.add_argument("--no-asr", action="store_true", help="do not transcribe the clip's speech (text only from subtitles)")
+    p.add_argument("--asr-model", metavar="MODEL",
+                   help="Whisper model: a CTranslate2 folder, or a name/hub id such as 'small' (default: the pack's tiny.en)")
+    p.add_argument("--language", metavar="CODE", help="spoken language, e.g. en or de (default: auto-detect)")
+    p.add_argument("--context", choices=("words", "utterance"), default="words",
+                   help="a window's text: the words spoken in it (default), or the current and previous utterance")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notes")
 
 
@@ -52,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         manifest = open_pack(args.models)
         analyzer = Analyzer(manifest, AnalyzerSettings(device=args.device, threads=args.threads))
+        text_source, speech = _text_source(args, source, manifest)
         writer = RecordWriter(args.out, fmt)
     except BaseException:
         source.close()
@@ -65,9 +72,10 @@ def run(args: argparse.Namespace) -> int:
                    "has_audio": info.has_audio, "width": info.width, "height": info.height,
                    "fps": info.fps, "audio_rate": info.audio_rate, "audio_channels": info.audio_channels},
         "settings": {"window": spec.length, "hop": spec.hop, "fps": args.fps, "device": args.device,
-                     "subtitles": not args.no_subtitles},
+                     "subtitles": not args.no_subtitles, "asr": not args.no_asr, "context": args.context},
+        "text_source": text_source,
         "labels": list(LABELS),
-        "models": analyzer.models(),
+        "models": {**analyzer.models(), **_speech_model(speech)},
         "providers": analyzer.providers(),
         "notes": list(info.notes),
     }
@@ -76,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     interrupted = False
     try:
-        for result in analyse_clip(source, analyzer, spec, run=clip_run, progress=bar.update if bar else None):
+        for result in analyse_clip(source, analyzer, spec, run=clip_run, progress=bar.update if bar else None,
+                                   speech=speech):
             writer.write(window_record(result))
     except KeyboardInterrupt:
         interrupted = True
@@ -85,10 +94,13 @@ def run(args: argparse.Namespace) -> int:
         if bar:
             bar.close()
         complete = clip_run.complete and not interrupted
+        if speech is not None:
+            clip_run.notes.extend(speech.notes())
         writer.write({"type": "end", "complete": complete, "windows": writer.windows,
                       "media_seconds": round(clip_run.media_seconds, 3), "seconds": round(elapsed, 3),
                       "error": clip_run.error or ("interrupted" if interrupted else ""),
-                      "notes": [n for n in clip_run.notes if n not in info.notes]})
+                      "notes": [n for n in clip_run.notes if n not in info.notes],
+                      **({"asr": speech.summary()} if speech is not None else {})})
         writer.close()
     if not args.quiet:
         for note in clip_run.notes:
@@ -107,6 +119,26 @@ def run(args: argparse.Namespace) -> int:
             "the file is damaged or truncated: re-export or re-download it",
         )
     return 0
+
+
+def _text_source(args: argparse.Namespace, source, manifest) -> tuple[str, object]:
+    """Where the windows' text comes from: "subtitle" (a sidecar wins), "asr", or "none"; and the ASR stage."""
+    if source.subtitle_path is not None:
+        return "subtitle", None
+    if args.no_asr or not source.has_audio:
+        return "none", None
+    from mmdesk.asr.events import open_clip_speech
+
+    speech = open_clip_speech(manifest, model=args.asr_model, language=args.language, context=args.context,
+                              device=args.device, threads=args.threads)
+    return "asr", speech
+
+
+def _speech_model(speech) -> dict[str, dict[str, str]]:
+    if speech is None:
+        return {}
+    choice = speech.transcriber.engine.choice
+    return {"speech_to_text": {"file": choice.name, "sha256": choice.sha256}}
 
 
 class _Bar:

@@ -103,23 +103,24 @@ def _say(msg: str) -> None:
 
 
 def _rows(manifest) -> list[dict[str, Any]]:
-    from mmdesk.inference.manifest import sha256_file
+    from mmdesk.inference.manifest import sha256_path
+    from mmdesk.modelpack.build import path_size
     from mmdesk.modelpack.sources import describe
 
     rows = []
     for role, e in sorted(manifest.entries.items()):
         path = manifest.directory / e.file
-        exists = path.is_file()
+        exists = path.exists()
         rows.append(
             {
                 "role": role,
                 "file": e.file,
-                "size": path.stat().st_size if exists else None,
+                "size": path_size(path) if exists else None,
                 "sha256": e.sha256,
                 "license": e.license,
                 "source": describe(e.source) if e.source else "",
                 "format": e.format,
-                "verified": exists and sha256_file(path) == e.sha256,
+                "verified": exists and sha256_path(path) == e.sha256,
                 "missing": not exists,
             }
         )
@@ -163,7 +164,7 @@ def _verify(args: argparse.Namespace) -> int:
     from mmdesk.inference.manifest import verify_file
     from mmdesk.inference.pack import open_pack
     from mmdesk.inference.runtime import open_model
-    from mmdesk.modelpack.build import check_haar, check_tokenizer
+    from mmdesk.modelpack.build import check_haar, check_tokenizer, check_whisper_dir
 
     manifest = open_pack(args.models)
     print(f"verifying the model pack in {manifest.directory}")
@@ -180,6 +181,8 @@ def _verify(args: argparse.Namespace) -> int:
                     check_haar(path)
                 elif entry.format == "tokenizer-json":
                     check_tokenizer(path)
+                elif entry.format == "ctranslate2-whisper":
+                    check_whisper_dir(path)
                 detail = f"sha256 ok, loads as {entry.format}"
         except MmdeskError as exc:
             failed.append(f"{entry.file} ({role})")

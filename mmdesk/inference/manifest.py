@@ -117,6 +117,22 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def sha256_tree(directory: Path) -> str:
+    """One digest for a folder model: sha256 of its sorted ``relative/path<TAB>file sha256`` lines.
+
+    A renamed, added, removed or changed file changes it; the folder's own name does not count.
+    """
+    h = hashlib.sha256()
+    for p in sorted(q for q in directory.rglob("*") if q.is_file()):
+        h.update(f"{p.relative_to(directory).as_posix()}\t{sha256_file(p)}\n".encode())
+    return h.hexdigest()
+
+
+def sha256_path(path: Path) -> str:
+    """``sha256_file`` for a file, ``sha256_tree`` for a folder (models such as CTranslate2's are folders)."""
+    return sha256_tree(path) if path.is_dir() else sha256_file(path)
+
+
 def load_manifest(directory: Path) -> Manifest:
     directory = Path(directory)
     path = directory / MANIFEST_NAME
@@ -138,14 +154,14 @@ def load_manifest(directory: Path) -> Manifest:
 
 
 def verify_file(manifest: Manifest, role: str) -> Path:
-    """The entry's file path once its sha256 matches the manifest; ModelError naming the file if not."""
+    """The entry's file (or folder) path once its sha256 matches the manifest; ModelError naming it if not."""
     entry = manifest.entry(role)
     path = manifest.directory / entry.file
-    if not path.is_file():
+    if not path.exists():
         raise ModelError(
             f"model file {path} ({role}) is missing", "rebuild the pack with `mmdesk models build`"
         )
-    actual = sha256_file(path)
+    actual = sha256_path(path)
     if actual != entry.sha256:
         raise ModelError(
             f"model file {path} ({role}) does not match the manifest: sha256 {actual[:12]}… "

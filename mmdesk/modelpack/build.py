@@ -40,7 +40,7 @@ from mmdesk.inference.manifest import (
     TensorSpec,
     check_io,
     load_manifest,
-    sha256_file,
+    sha256_path,
 )
 from mmdesk.modelpack.recipes import DEFAULT_RECIPES, Recipe
 from mmdesk.modelpack.sources import (
@@ -53,6 +53,9 @@ from mmdesk.modelpack.sources import (
 )
 
 Log = Callable[[str], None]
+
+#: formats whose "file" is a folder, pinned as a whole by ``sha256_tree``
+FOLDER_FORMATS = ("ctranslate2-whisper",)
 
 
 def _print(msg: str) -> None:
@@ -90,6 +93,23 @@ def check_haar(path: Path) -> None:
 
     if cv2.CascadeClassifier(str(path)).empty():
         raise ModelError(f"{path} is not a Haar cascade OpenCV can load", "rebuild the pack with `mmdesk models build`")
+
+
+#: the files faster-whisper needs in a CTranslate2 Whisper model folder
+WHISPER_FILES = ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")
+
+
+def check_whisper_dir(path: Path) -> None:
+    missing = [name for name in WHISPER_FILES if not (path / name).is_file()]
+    if not path.is_dir() or missing:
+        raise ModelError(
+            f"{path} is not a CTranslate2 Whisper model folder (missing {', '.join(missing) or 'the folder'})",
+            "rebuild the pack with `mmdesk models build`",
+        )
+    try:
+        json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path / 'config.json'} is unreadable ({exc})", "rebuild the pack with `mmdesk models build`") from None
 
 
 def check_tokenizer(path: Path) -> None:
@@ -242,14 +262,19 @@ def _stage_role(recipe: Recipe, ctx: FetchContext, work: Path, files: Path, reso
         resolved = resolve_any(recipe.sources, ctx, work, recipe.role)
     out = files / recipe.file
     if recipe.build == "copy":
-        if not resolved.path.is_file():
-            raise ModelError(f"{recipe.role}: {resolved.path} is a folder, a copy build needs a file", "fix the recipe")
+        folder = recipe.format in FOLDER_FORMATS
+        if resolved.path.is_dir() != folder:
+            want = "a folder" if folder else "a file"
+            raise ModelError(f"{recipe.role}: {resolved.path} is not {want}, as {recipe.format} needs", "fix the recipe")
         ctx.log(f"  copying {resolved.path.name}")
-        shutil.copyfile(resolved.path, out)
+        if folder:
+            shutil.copytree(resolved.path, out)
+        else:
+            shutil.copyfile(resolved.path, out)
     else:
         ctx.log(f"  {recipe.build} from {resolved.path.name}")
         _export(recipe, resolved.path, out)
-    sha = sha256_file(out)
+    sha = sha256_path(out)
     if recipe.sha256 and sha != recipe.sha256:
         raise ChecksumError(
             f"{recipe.role}: the built {recipe.file} has sha256 {sha}, expected {recipe.sha256}", "fix the recipe"
@@ -270,6 +295,8 @@ def _stage_role(recipe: Recipe, ctx: FetchContext, work: Path, files: Path, reso
         check_haar(out)
     elif recipe.format == "tokenizer-json":
         check_tokenizer(out)
+    elif recipe.format == "ctranslate2-whisper":
+        check_whisper_dir(out)
     source = {**resolved.spec, "recipe": _fingerprint(recipe, resolved)}
     if resolved.meta:
         source.update({k: resolved.meta[k] for k in ("sha256", "metrics", "command") if k in resolved.meta})
@@ -294,23 +321,33 @@ def _up_to_date(old: ModelEntry | None, recipe: Recipe, pack_dir: Path, fingerpr
     if old is None or old.file != recipe.file or old.source.get("recipe") != fingerprint:
         return False
     path = pack_dir / old.file
-    return path.is_file() and sha256_file(path) == old.sha256
+    return path.exists() and sha256_path(path) == old.sha256
 
 
 def _still_valid(old: ModelEntry | None, pack_dir: Path) -> bool:
     if old is None:
         return False
     path = pack_dir / old.file
-    return path.is_file() and sha256_file(path) == old.sha256
+    return path.exists() and sha256_path(path) == old.sha256
 
 
 def _move(src: Path, dst: Path) -> None:
+    if src.is_dir():  # a folder model: the old folder goes first (os.replace cannot replace a folder)
+        if dst.is_dir():
+            shutil.rmtree(dst)
+        shutil.move(src, dst)
+        return
     try:
         os.replace(src, dst)
     except OSError:  # another file system (the pack dir is a mount point)
         tmp = dst.with_name(dst.name + ".tmp")
         shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
+
+
+def path_size(path: Path) -> int:
+    """Bytes of a file, or of every file in a folder model."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
 def default_cards_dir(ctx: FetchContext) -> Path | None:
@@ -387,7 +424,7 @@ def build_pack(
             entries[recipe.role] = entry
             staged.append(entry.file)
             result.built.append(recipe.role)
-            log(f"  built {entry.file} ({(files / entry.file).stat().st_size:,} bytes, sha256 {entry.sha256[:12]})")
+            log(f"  built {entry.file} ({path_size(files / entry.file):,} bytes, sha256 {entry.sha256[:12]})")
 
         # Model cards: models/cards/<card> -> <pack>/cards/<card>.
         by_role = {r.role: r for r in recipes}
@@ -432,7 +469,9 @@ def build_pack(
                 _move(cards / name, pack_dir / "cards" / name)
         in_use = {e.file for e in entries.values()}
         for role, e in old_entries.items():
-            if e.file not in in_use and (pack_dir / e.file).is_file():
+            if e.file not in in_use and (pack_dir / e.file).is_dir():
+                shutil.rmtree(pack_dir / e.file)
+            elif e.file not in in_use and (pack_dir / e.file).is_file():
                 (pack_dir / e.file).unlink()
         new = Manifest(directory=pack_dir, entries=entries, built=build_info())
         new.write()

