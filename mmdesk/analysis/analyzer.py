@@ -15,9 +15,23 @@ import cv2
 import numpy as np
 
 from mmdesk.core.labels import LABELS
-from mmdesk.core.types import AudioChunk, FaceResult, TextResult, VoiceResult, Window, WindowResult
+from mmdesk.core.types import (
+    AudioChunk,
+    FaceResult,
+    TextResult,
+    VoiceResult,
+    Window,
+    WindowResult,
+)
+from mmdesk.errors import MmdeskError
+from mmdesk.fusion.head import FusionHead
 from mmdesk.inference.manifest import Manifest
-from mmdesk.perception.face import FaceDetection, FaceDetector, FaceExpression, face_crop
+from mmdesk.perception.face import (
+    FaceDetection,
+    FaceDetector,
+    FaceExpression,
+    face_crop,
+)
 from mmdesk.perception.text import TextEmotion
 from mmdesk.perception.vad import SileroVad
 from mmdesk.perception.voice import VoiceEmotion
@@ -30,12 +44,14 @@ class AnalyzerSettings:
     device: str = "auto"
     threads: int | None = None
     min_speech_fraction: float = 0.1  # ≥ ~200 ms of speech in a 2 s window counts as voice present
+    keep_tokens: bool = False  # make the fusion tokens even without a fusion head (to train one)
 
 
 @dataclass
 class _FrameFace:
     det: FaceDetection | None
     probs: np.ndarray | None
+    embedding: np.ndarray | None = None  # the fusion head's per-frame face token
 
 
 class StageTimes:
@@ -65,7 +81,21 @@ class Analyzer:
         self.vad = SileroVad(manifest)
         self.voice = VoiceEmotion(manifest, settings.device, settings.threads)
         self.text = TextEmotion(manifest, settings.device, settings.threads)
+        # fusion is optional: a pack without a (matching) head still gives per-modality results
+        self.fusion: FusionHead | None = None
+        self.fusion_problem = ""
+        if "fusion" not in manifest.entries:
+            self.fusion_problem = "this model pack has no fusion head: run `mmdesk models build`"
+        else:
+            try:
+                self.fusion = FusionHead(manifest, settings.device, settings.threads)
+            except MmdeskError as exc:
+                self.fusion_problem = exc.one_line()
         self._faces: dict[int, _FrameFace] = {}
+        self._text_tokens: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        self.tokens_wanted = self.fusion is not None or settings.keep_tokens
+        #: the fusion tokens of the last analysed window (modality -> (T, D) or None)
+        self.last_tokens: dict[str, np.ndarray | None] = {}
         self.times = StageTimes()
 
     # -- what is really running, for meta records and the status bar --------------------------
@@ -81,9 +111,20 @@ class Analyzer:
 
     def models(self) -> dict[str, dict[str, str]]:
         out = {}
-        for m in (self.expression.model, self.vad.model, self.voice.model, self.text.encoder, self.text.head):
+        models = [self.expression.model, self.vad.model, self.voice.model, self.text.encoder, self.text.head]
+        if self.fusion is not None:
+            models.append(self.fusion.model)
+        for m in models:
             out[m.role] = {"file": m.path.name, "sha256": m.sha256}
         return out
+
+    def fusion_info(self) -> dict[str, object]:
+        """For the meta record: what the fusion head was trained on, or why there is none."""
+        if self.fusion is None:
+            return {"available": False, "problem": self.fusion_problem}
+        return {"available": True, "trained_on": self.fusion.trained_on,
+                "note": "the fusion head learnt from examples paired by label across corpora, not from "
+                        "recordings in which face, voice and text were truly aligned"}
 
     # -- streaming inputs ----------------------------------------------------------------------
     def reset(self, t0: float = 0.0) -> None:
@@ -98,17 +139,24 @@ class Analyzer:
 
     # -- per window ----------------------------------------------------------------------------
     def analyse(self, window: Window) -> WindowResult:
-        face = self._face(window)
-        voice = self._voice(window)
-        text = self._text(window)
+        tokens: dict[str, np.ndarray | None] = {}
+        face = self._face(window, tokens)
+        voice = self._voice(window, tokens)
+        text = self._text(window, tokens)
+        fusion = None
+        if self.fusion is not None:
+            t = time.perf_counter()
+            fusion = self.fusion.fuse(tokens, {"face": face.probs, "voice": voice.probs, "text": text.probs})
+            self.times.add("fusion", (time.perf_counter() - t) * 1e3)
+        self.last_tokens = tokens
         if window.frames:  # frames before this window's first are never needed again
             first = window.frames[0].index
             self._faces = {k: v for k, v in self._faces.items() if k >= first}
         self.vad.forget_before(window.start)
         return WindowResult(window.index, window.start, window.end, face, voice, text, window.partial,
-                            self.times.take())
+                            self.times.take(), fusion)
 
-    def _face(self, window: Window) -> FaceResult:
+    def _face(self, window: Window, tokens: dict[str, np.ndarray | None]) -> FaceResult:
         if not window.has_video:
             return FaceResult(False, reason="no video track")
         if not window.frames:
@@ -135,12 +183,16 @@ class Analyzer:
                 owners.append(frame.index)
         if crops:
             t = time.perf_counter()
-            probs = self.expression.predict(np.stack(crops))
+            if self.tokens_wanted:
+                probs, embeddings = self.expression.predict_with_embedding(np.stack(crops))
+            else:
+                probs, embeddings = self.expression.predict(np.stack(crops)), [None] * len(crops)
             ms = (time.perf_counter() - t) * 1e3
             self.times.add("face_model", ms)
             self.times.per_frame["face_model"].extend([ms / len(crops)] * len(crops))
-            for idx, p in zip(owners, probs):
+            for idx, p, e in zip(owners, probs, embeddings):
                 self._faces[idx].probs = p
+                self._faces[idx].embedding = e
         seen = [self._faces[f.index] for f in window.frames]
         with_face = [s for s in seen if s.det is not None and s.probs is not None]
         if not with_face:
@@ -148,12 +200,14 @@ class Analyzer:
                               reason="no face found")
         best = max(with_face, key=lambda s: s.det.score)
         probs = np.mean([s.probs for s in with_face], axis=0)
+        if self.tokens_wanted:
+            tokens["face"] = np.stack([s.embedding for s in with_face])
         return FaceResult(
             True, _probs(probs), box=best.det.box, score=round(best.det.score, 4),
             frames_with_face=len(with_face), frames_analysed=len(seen), detector=self.detector.name,
         )
 
-    def _voice(self, window: Window) -> VoiceResult:
+    def _voice(self, window: Window, tokens: dict[str, np.ndarray | None]) -> VoiceResult:
         if not window.has_audio:
             return VoiceResult(False, reason="no audio track")
         if window.audio_coverage == 0.0:
@@ -165,21 +219,37 @@ class Analyzer:
         t = time.perf_counter()
         feats = self.voice.features(window.audio)
         t1 = time.perf_counter()
-        probs = self.voice.predict_features(feats)
+        if self.tokens_wanted:
+            probs, tokens["voice"] = self.voice.predict_features_with_frames(feats)
+        else:
+            probs = self.voice.predict_features(feats)
         t2 = time.perf_counter()
         self.times.add("audio_features", (t1 - t) * 1e3)
         self.times.add("voice_model", (t2 - t1) * 1e3)
         return VoiceResult(True, _probs(probs), vad_prob=round(vad_max, 4), speech_fraction=round(fraction, 4))
 
-    def _text(self, window: Window) -> TextResult:
+    def _text(self, window: Window, tokens: dict[str, np.ndarray | None]) -> TextResult:
         text = window.text
         if not text:
             return TextResult(False, reason="no text in this window")
         t = time.perf_counter()
         probs, truncated = self.text.predict(text)
+        if self.tokens_wanted:
+            tokens["text"] = self.text_tokens(text)
         self.times.add("text_encoder", (time.perf_counter() - t) * 1e3)
         origins = tuple(sorted({e.origin for e in window.texts}))
         return TextResult(True, _probs(probs), text=text, origins=origins, truncated=truncated)
+
+
+    def text_tokens(self, text: str) -> np.ndarray:
+        """The frozen encoder's token embeddings of ``text`` (the fusion head's text tokens), cached."""
+        if text not in self._text_tokens:
+            _, tokens, _ = self.text.embed([text])
+            self._text_tokens[text] = tokens[0]
+            if len(self._text_tokens) > 64:
+                self._text_tokens.popitem(last=False)
+        self._text_tokens.move_to_end(text)
+        return self._text_tokens[text]
 
 
 def _probs(p: np.ndarray) -> tuple[float, ...]:

@@ -56,7 +56,9 @@ def _text(t: TextResult) -> dict[str, Any]:
 
 
 def window_record(r: WindowResult) -> dict[str, Any]:
-    return {
+    """A window's record; with a fusion head it also holds ``fused``, ``alone``, ``attribution``,
+    ``interaction`` and ``attention`` (docs/fusion.md), absent when no modality is present."""
+    rec: dict[str, Any] = {
         "type": "window",
         "index": r.index,
         "start": round(r.start, 6),
@@ -66,6 +68,11 @@ def window_record(r: WindowResult) -> dict[str, Any]:
         "voice": _voice(r.voice),
         "text": _text(r.text),
     }
+    if r.fusion is not None:
+        rec.update(r.fusion.as_record())
+    return rec
+
+
 
 
 CSV_COLUMNS: tuple[str, ...] = (
@@ -76,6 +83,11 @@ CSV_COLUMNS: tuple[str, ...] = (
     + ("vad_prob", "speech_fraction", "text_present")
     + tuple(f"text_{label}" for label in LABELS)
     + ("text",)
+    + tuple(f"fused_{label}" for label in LABELS)
+    + ("fused_label", "sarcasm", "incongruity", "attribution_target")
+    + tuple(f"attribution_{m}" for m in ("face", "voice", "text"))
+    + tuple(f"sarcasm_attribution_{m}" for m in ("face", "voice", "text"))
+    + ("interaction", "interaction_reason")
 )
 
 
@@ -94,4 +106,13 @@ def csv_row(record: dict[str, Any]) -> dict[str, Any]:
     row["vad_prob"] = record["voice"]["vad_prob"]
     row["speech_fraction"] = record["voice"]["speech_fraction"]
     row["text"] = record["text"].get("text", "")
+    fused = record.get("fused")
+    if fused:
+        row.update({f"fused_{label}": p for label, p in fused["probs"].items()})
+        row.update(fused_label=fused["label"], sarcasm=fused["sarcasm"], incongruity=fused["incongruity"])
+        att = record["attribution"]
+        row["attribution_target"] = att["target"]
+        row.update({f"attribution_{m}": v for m, v in att["values"].items()})
+        row.update({f"sarcasm_attribution_{m}": v for m, v in att["sarcasm"]["values"].items()})
+        row.update(interaction=record["interaction"]["type"], interaction_reason=record["interaction"]["reason"])
     return row

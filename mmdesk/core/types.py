@@ -6,9 +6,12 @@ Times are seconds on the session clock (for a clip: its presentation timeline, 0
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mmdesk.fusion.head import FusionOutput
 
 AUDIO_RATE = 16_000  # every audio chunk inside mmdesk is 16 kHz mono float32 in [-1, 1]
 
@@ -120,3 +123,4 @@ class WindowResult:
     text: TextResult
     partial: bool = False
     timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
+    fusion: FusionOutput | None = None  # None without a fusion head or when no modality is present
