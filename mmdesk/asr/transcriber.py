@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import collections
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,6 +77,12 @@ class SpeechTranscriber:
             out.extend(self._add(seg))
         out.extend(self._decode_pending())
         return out
+
+    def stream(self, chunks: Iterable[AudioChunk]) -> Iterator[Utterance]:
+        """Utterances of a whole signal, yielded batch by batch as its chunks are consumed."""
+        for chunk in chunks:
+            yield from self.feed(chunk)
+        yield from self.flush()
 
     def transcribe(self, segments: list[SpeechSegment]) -> list[Utterance]:
         """Decode segments in one Whisper call (their total, with gaps, should fit in 30 s)."""
