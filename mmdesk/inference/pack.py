@@ -1,8 +1,13 @@
-"""Where the model pack lives: --models DIR, else $MMDESK_MODELS, else the user data directory."""
+"""Where the model pack lives: --models DIR, else $MMDESK_MODELS, else the user data directory.
+
+The installed application (a PyInstaller bundle, ``sys.frozen``) defaults to the pack it ships in
+``models/`` next to its executable instead, so it never needs to build or download one.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from mmdesk.inference.manifest import Manifest, load_manifest
@@ -11,6 +16,8 @@ ENV_VAR = "MMDESK_MODELS"
 
 
 def default_pack_dir() -> Path:
+    if getattr(sys, "frozen", False):
+        return Path(sys.executable).resolve().parent / "models"
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("mmdesk", appauthor=False)) / "models"

@@ -1,0 +1,454 @@
+#!/usr/bin/env python3
+"""Build mmdesk as an installable desktop application: ``python build_installer.py``.
+
+1. A clean runtime-only virtual environment (the runtime dependencies of pyproject.toml, faster-whisper
+   with --no-deps, PyInstaller; no torch, transformers or training code). It is reused while its
+   requirements are unchanged; pip's wheel cache makes a rebuild cheap.
+2. The model pack: the user's pack (``--models``, else $MMDESK_MODELS, else the user data directory) is
+   copied and brought up to date / checked by ``mmdesk models build`` and ``mmdesk models verify`` run in
+   that environment.
+3. A one-folder PyInstaller bundle (packaging/mmdesk.spec) with the pack in ``models/`` next to the
+   executable, the resources and LICENSES.txt (bundled models and Python packages with their licences).
+4. Linux outputs: ``mmdesk-VERSION-linux-x86_64.tar.gz`` and ``mmdesk_VERSION_amd64.deb`` (/opt/mmdesk,
+   /usr/bin/mmdesk, desktop entry, icon). Windows and macOS are described in TARGETS but not built here.
+
+Only the standard library is used, so any Python 3.11+ can run it. Sizes and times are printed and written
+to ``DIST/mmdesk-VERSION-PLATFORM.build.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+PACKAGING = ROOT / "packaging"
+SIZE_TARGET_MB = 400
+# Build-time only: what PyInstaller needs. Pinned so a cached environment stays reproducible.
+BUILD_TOOLS = ("pyinstaller==6.22.3", "pyinstaller-hooks-contrib==2026.9")
+# Must never be in the runtime environment (the training extra and the test tools; scikit-learn is a
+# librosa dependency, so it is installed but not bundled).
+TRAINING_DISTS = ("torch", "transformers", "onnx", "onnxscript", "h5py", "keras", "pytest")
+
+
+class BuildError(Exception):
+    """One line naming the problem and what to do; the script exits with code 2."""
+
+    def __init__(self, problem: str, hint: str = "") -> None:
+        super().__init__(f"{problem}: {hint}" if hint else problem)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    onnxruntime: str  # which onnxruntime distribution the bundle ships
+    icon: str
+    outputs: str
+    signing: str
+    buildable_here: bool
+
+
+TARGETS = {
+    "linux": Target(
+        "linux",
+        onnxruntime="onnxruntime (CPU) by default; --onnxruntime gpu ships onnxruntime-gpu with its CUDA provider "
+        "(needs the user's CUDA 13 runtime + cuDNN 9)",
+        icon="resources/icons/mmdesk.svg (freedesktop hicolor/scalable)",
+        outputs=".tar.gz of the one-folder bundle and a .deb (/opt/mmdesk, /usr/bin/mmdesk, desktop entry, icon)",
+        signing="none needed; a .deb can be signed for an apt repository with debsigs/dpkg-sig if one is published",
+        buildable_here=True,
+    ),
+    "windows": Target(
+        "windows",
+        onnxruntime="onnxruntime-gpu (CUDA, x64) or onnxruntime-directml (any DirectX 12 GPU)",
+        icon="mmdesk.ico (16-256 px, rendered from resources/icons/mmdesk.svg)",
+        outputs="one-folder bundle in a zip, or an Inno Setup / MSI installer around it",
+        signing="sign mmdesk.exe and the installer with signtool and an Authenticode certificate, or "
+        "SmartScreen warns on every download",
+        buildable_here=False,
+    ),
+    "macos": Target(
+        "macos",
+        onnxruntime="onnxruntime (CPU + CoreML provider; there is no CUDA on macOS)",
+        icon="mmdesk.icns (iconutil from a 16-1024 px iconset rendered from resources/icons/mmdesk.svg)",
+        outputs="mmdesk.app (PyInstaller BUNDLE) in a .dmg",
+        signing="codesign --options runtime with a Developer ID certificate, then notarytool + stapler, or "
+        "Gatekeeper refuses to open it",
+        buildable_here=False,
+    ),
+}
+
+
+def host_target() -> str:
+    return {"linux": "linux", "win32": "windows", "darwin": "macos"}.get(sys.platform, sys.platform)
+
+
+def log(msg: str) -> None:
+    print(f"[installer] {msg}", flush=True)
+
+
+def run(cmd: list[str], *, env: dict[str, str] | None = None, quiet_log: Path | None = None) -> None:
+    """Run a step; on failure show the end of its output and stop with one clear line."""
+    if quiet_log is None:
+        result = subprocess.run(cmd, check=False, env=env)
+    else:
+        with quiet_log.open("w") as fh:
+            result = subprocess.run(cmd, check=False, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        if quiet_log is not None:
+            tail = quiet_log.read_text(errors="replace").splitlines()[-25:]
+            print("\n".join(tail), file=sys.stderr)
+        where = f" (full log: {quiet_log})" if quiet_log else ""
+        raise BuildError(f"`{' '.join(cmd[:4])} ...` failed with exit code {result.returncode}{where}")
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def mb(n: int) -> str:
+    return f"{n / 1e6:.0f} MB"
+
+
+def mmdesk_version() -> str:
+    text = (ROOT / "mmdesk" / "__init__.py").read_text(encoding="utf-8")
+    found = re.search(r'^__version__ = "([^"]+)"', text, re.MULTILINE)
+    if not found:
+        raise BuildError("mmdesk/__init__.py has no __version__", "restore the version line")
+    return found.group(1)
+
+
+# ------------------------------------------------------------------------------------- environment
+
+
+def runtime_requirements(onnxruntime: str) -> list[str]:
+    """[project] dependencies, with the onnxruntime line chosen for the bundle (never both packages)."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    kept = [d for d in deps if not re.match(r"onnxruntime(-gpu)?\b", d)]
+    versions = {re.match(r"(onnxruntime(?:-gpu)?)([^;]*)", d).group(1): re.match(r"onnxruntime(?:-gpu)?([^;]*)", d)
+                .group(1).strip() for d in deps if re.match(r"onnxruntime(-gpu)?\b", d)}  # fmt: skip
+    dist = "onnxruntime-gpu" if onnxruntime == "gpu" else "onnxruntime"
+    return [*kept, f"{dist}{versions.get(dist) or versions.get('onnxruntime-gpu', '')}"]
+
+
+def faster_whisper_requirement() -> str:
+    """The faster-whisper pin of scripts/setup.sh (installed with --no-deps there and here)."""
+    found = re.search(r"faster-whisper==[\w.]+", (ROOT / "scripts" / "setup.sh").read_text(encoding="utf-8"))
+    if not found:
+        raise BuildError("scripts/setup.sh pins no faster-whisper==VERSION", "restore the pin in scripts/setup.sh")
+    return found.group(0)
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def ensure_runtime_env(venv: Path, onnxruntime: str, work: Path) -> Path:
+    reqs = runtime_requirements(onnxruntime)
+    whisper = faster_whisper_requirement()
+    key = hashlib.sha256(json.dumps([reqs, whisper, BUILD_TOOLS, sys.version]).encode()).hexdigest()[:16]
+    stamp = venv / ".mmdesk-runtime-env"
+    py = venv_python(venv)
+    if py.exists() and stamp.is_file() and stamp.read_text().strip() == key:
+        log(f"runtime environment {venv} is up to date (requirements {key})")
+        return py
+    log(f"creating the runtime environment {venv} (no torch, no transformers; pip's wheel cache is reused)")
+    shutil.rmtree(venv, ignore_errors=True)
+    run([sys.executable, "-m", "venv", str(venv)])
+    pip = [str(py), "-m", "pip", "--disable-pip-version-check", "install", "-q"]
+    pip_log = work / "pip.log"
+    run([*pip, *reqs, *BUILD_TOOLS], quiet_log=pip_log)
+    run([*pip, "--no-deps", whisper], quiet_log=pip_log)
+    stamp.write_text(key + "\n")
+    return py
+
+
+def check_runtime_env(py: Path) -> tuple[list[list[str]], dict[str, list[str]]]:
+    """([distribution, version, licence], {top-level module: distributions}) of the environment.
+
+    Refuses an environment with training packages or with both onnxruntime packages."""
+    code = (
+        "import importlib.metadata as m, json\n"
+        "rows = []\n"
+        "for d in m.distributions():\n"
+        "    md = d.metadata\n"
+        "    lic = md.get('License-Expression') or md.get('License') or ''\n"
+        "    if not lic or len(lic) > 80:\n"
+        "        lic = '; '.join(c.split(' :: ')[-1] for c in md.get_all('Classifier') or [] "
+        "if c.startswith('License ::')) or (lic.splitlines()[0][:80] if lic else 'see the package')\n"
+        "    rows.append((md['Name'], d.version, lic))\n"
+        "print(json.dumps({'dists': rows, 'top_level': m.packages_distributions()}))\n"
+    )
+    info = json.loads(subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True).stdout)
+    rows = info["dists"]
+    names = {r[0].lower().replace("_", "-") for r in rows}
+    bad = sorted(n for n in names if n in TRAINING_DISTS)
+    if bad:
+        raise BuildError(f"the runtime environment contains training packages: {', '.join(bad)}",
+                         "delete the build folder's venv and run build_installer.py again")
+    if {"onnxruntime", "onnxruntime-gpu"} <= names:
+        raise BuildError("the runtime environment has both onnxruntime and onnxruntime-gpu",
+                         "delete the build folder's venv and run build_installer.py again")
+    return rows, info["top_level"]
+
+
+# ------------------------------------------------------------------------------------------ models
+
+
+def mmdesk_in_env(py: Path, *args: str, capture: bool = False) -> str:
+    """Run this checkout's mmdesk in the runtime environment (it is imported from the source tree)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([str(py), "-m", "mmdesk", *args], check=False, env=env, capture_output=capture,
+                            text=True)
+    if result.returncode != 0:
+        detail = (result.stderr or "").strip().splitlines()[-1:] if capture else []
+        raise BuildError(f"`mmdesk {' '.join(args)}` failed in the runtime environment"
+                         + (f": {detail[0]}" if detail else "")
+                         + "; the exported models need torch: build the pack with the development install "
+                         "(`mmdesk models build`) and pass it with --models")  # fmt: skip
+    return result.stdout if capture else ""
+
+
+def stage_model_pack(py: Path, source: str | None, dest: Path) -> dict:
+    src = Path(_resolve_pack(py, source))
+    if not (src / "manifest.json").is_file():
+        raise BuildError(f"no model pack at {src}",
+                         "build it with the development install (`mmdesk models build`) or pass --models DIR")
+    log(f"model pack: copying {src} and checking it with `mmdesk models build` + `mmdesk models verify`")
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".*"))
+    mmdesk_in_env(py, "models", "build", "--models", str(dest))
+    mmdesk_in_env(py, "models", "verify", "--models", str(dest))
+    return json.loads((dest / "manifest.json").read_text(encoding="utf-8"))
+
+
+def _resolve_pack(py: Path, source: str | None) -> str:
+    code = "import sys; from mmdesk.inference.pack import resolve_pack_dir; print(resolve_pack_dir(sys.argv[1] or None))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([str(py), "-c", code, source or ""], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+# ----------------------------------------------------------------------------------------- licences
+
+
+def licences_text(version: str, manifest: dict, dists: list[list[str]], top_level: dict[str, list[str]],
+                  bundled_top: set[str]) -> str:
+    """LICENSES.txt: the models (from the pack's manifest and cards) and the bundled Python distributions."""
+    lines = [f"mmdesk {version}: what this bundle contains and under which licence", "",
+             "mmdesk itself: MIT.", "",
+             "MODELS (models/, pinned by sha256 in models/manifest.json; model cards in models/cards/)", ""]
+    for role, e in sorted(manifest["models"].items()):
+        src = e.get("source", {})
+        origin = src.get("url") or src.get("requirement") or src.get("distribution") or src.get("path") or src.get("kind")
+        lines += [f"- {role}: {e['file']}", f"    licence: {e.get('license') or 'not stated'}",
+                  f"    from:    {origin}", f"    sha256:  {e['sha256']}"]
+        if e.get("card"):
+            lines.append(f"    card:    models/{e['card']}")
+    lines += ["", "The voice and text emotion weights inherit their training data's terms (see their cards):",
+              "research / non-commercial use only for the voice model, GPL-3.0 for the text model.", "",
+              "PYTHON PACKAGES AND THEIR NATIVE LIBRARIES (in _internal/)", ""]
+    bundled_dists = {d.lower() for top in bundled_top for d in top_level.get(top, [])}
+    for name, ver, lic in sorted(dists, key=lambda r: r[0].lower()):
+        if name.lower() in bundled_dists:
+            lines.append(f"- {name} {ver}: {lic}")
+    lines += ["", "Python itself: PSF License. Qt (PySide6) is used under the LGPL-3.0: its libraries are the",
+              "unmodified shared libraries in _internal/PySide6 and can be replaced by the user.", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- packaging
+
+
+def pyinstaller(py: Path, work: Path, drop: list[str]) -> Path:
+    env = {**os.environ, "MMDESK_DROP_BINARIES": ",".join(drop), "PYTHONPATH": ""}
+    run([str(py), "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN", "--distpath", str(work / "dist"),
+         "--workpath", str(work / "pyinstaller"), str(PACKAGING / "mmdesk.spec")],
+        env=env, quiet_log=work / "pyinstaller.log")
+    return work / "dist" / "mmdesk"
+
+
+def strip_debug_info(bundle: Path, work: Path) -> int:
+    """Remove DWARF debug sections that some wheels ship (ctranslate2's extension: 68 MB -> 2 MB).
+
+    Only ``--strip-debug`` on files that have ``.debug_*`` sections: symbol tables stay, so nothing that
+    looks symbols up at run time changes. Returns the bytes saved."""
+    if not shutil.which("objdump") or not shutil.which("strip"):
+        log("binutils (objdump, strip) not found: debug info is left in the bundle")
+        return 0
+    saved = 0
+    for f in sorted(bundle.rglob("*.so*")):
+        if f.is_symlink() or not f.is_file() or f.stat().st_size < 10**6:
+            continue
+        headers = subprocess.run(["objdump", "-h", str(f)], capture_output=True, text=True, check=False).stdout
+        if ".debug_" not in headers:
+            continue
+        before = f.stat().st_size
+        tmp = work / "stripped.tmp"
+        run(["strip", "--strip-debug", "-o", str(tmp), str(f)])
+        shutil.copymode(f, tmp)
+        os.replace(tmp, f)
+        saved += before - f.stat().st_size
+    return saved
+
+
+def write_tar(bundle: Path, out: Path, top: str) -> None:
+    tmp = out.with_name(out.name + ".part")
+    with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+        tar.add(bundle, arcname=top)
+    os.replace(tmp, out)
+
+
+def write_deb(bundle: Path, out: Path, version: str, work: Path) -> None:
+    """/opt/mmdesk (the bundle), /usr/bin/mmdesk, a desktop entry and the icon; removed by the package manager."""
+    root = work / "deb"
+    shutil.rmtree(root, ignore_errors=True)
+    opt = root / "opt" / "mmdesk"
+    shutil.copytree(bundle, opt, symlinks=True)
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "mmdesk").symlink_to("/opt/mmdesk/mmdesk")
+    apps = root / "usr" / "share" / "applications"
+    apps.mkdir(parents=True)
+    shutil.copyfile(PACKAGING / "linux" / "mmdesk.desktop", apps / "mmdesk.desktop")
+    icons = root / "usr" / "share" / "icons" / "hicolor" / "scalable" / "apps"
+    icons.mkdir(parents=True)
+    shutil.copyfile(ROOT / "resources" / "icons" / "mmdesk.svg", icons / "mmdesk.svg")
+    (root / "DEBIAN").mkdir()
+    control = (PACKAGING / "linux" / "control.in").read_text(encoding="utf-8")
+    control = control.replace("@VERSION@", version).replace("@INSTALLED_KB@", str(dir_size(root) // 1024))
+    (root / "DEBIAN" / "control").write_text(control, encoding="utf-8")
+    for d in [root, *root.rglob("*")]:  # dpkg warns about group-writable files; umask must not leak in
+        if not d.is_symlink():
+            d.chmod(0o755 if d.is_dir() or os.access(d, os.X_OK) else 0o644)
+    tmp = out.with_name(out.name + ".part")
+    # gzip: every dpkg reads it, and it is several times faster than dpkg-deb's default xz on 2 cores
+    run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-z6", "--build", str(root), str(tmp)],
+        quiet_log=work / "dpkg-deb.log")
+    os.replace(tmp, out)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--target", choices=sorted(TARGETS), default=host_target(),
+                   help="platform to build for (only the one this machine runs can be built)")
+    p.add_argument("--models", metavar="DIR", help="model pack to bundle (default: $MMDESK_MODELS, else the user pack)")
+    p.add_argument("--onnxruntime", choices=("cpu", "gpu"), default="cpu",
+                   help="cpu: onnxruntime (default, small); gpu: onnxruntime-gpu with its 284 MB CUDA provider")
+    p.add_argument("--work", metavar="DIR", default=str(ROOT / "build" / "installer"), help="build folder")
+    p.add_argument("--venv", metavar="DIR", help="runtime environment (default: WORK/venv, reused while unchanged)")
+    p.add_argument("--dist", metavar="DIR", default=str(ROOT / "dist"), help="output folder")
+    p.add_argument("--formats", nargs="+", choices=("tar", "deb"), default=["tar", "deb"], help="Linux outputs")
+    return p.parse_args(argv)
+
+
+def refuse_unbuildable(target: Target) -> None:
+    host = host_target()
+    if target.name != host:
+        raise BuildError(f"cannot build the {target.name} installer on {host}: PyInstaller does not cross-build",
+                         f"run build_installer.py on {target.name}")
+    if not target.buildable_here:
+        raise BuildError(
+            f"building the {target.name} installer is not supported yet. It would ship {target.onnxruntime}; "
+            f"icon {target.icon}; output {target.outputs}; signing: {target.signing}",
+            "build on Linux, or run mmdesk from a virtual environment (see docs/installing.md)")
+    if platform.machine() not in ("x86_64", "AMD64"):
+        raise BuildError(f"the Linux installer is built for x86_64 only, this machine is {platform.machine()}",
+                         "run mmdesk from a virtual environment (see docs/installing.md)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    times: dict[str, float] = {}
+    target = TARGETS[args.target]
+    refuse_unbuildable(target)
+    if "deb" in args.formats and not shutil.which("dpkg-deb"):
+        raise BuildError("dpkg-deb is not installed", "apt-get install dpkg (or pass --formats tar)")
+    version = mmdesk_version()
+    work, dist = Path(args.work).absolute(), Path(args.dist).absolute()
+    work.mkdir(parents=True, exist_ok=True)
+    dist.mkdir(parents=True, exist_ok=True)
+    venv = Path(args.venv).absolute() if args.venv else work / "venv"
+
+    t = time.perf_counter()
+    py = ensure_runtime_env(venv, args.onnxruntime, work)
+    dists, top_level = check_runtime_env(py)
+    times["environment"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    pack = work / "models"
+    manifest = stage_model_pack(py, args.models, pack)
+    times["model_pack"] = time.perf_counter() - t
+
+    # The CPU bundle carries no CUDA provider at all; the GPU one carries onnxruntime's provider but never
+    # the CUDA runtime / cuDNN (nvidia-* wheels are not installed), which the user's CUDA install provides.
+    drop = [] if args.onnxruntime == "gpu" else ["libonnxruntime_providers_cuda", "libonnxruntime_providers_tensorrt"]
+    log(f"PyInstaller: one-folder bundle with onnxruntime {args.onnxruntime.upper()} "
+        f"({'CUDA provider included; CUDA 13 + cuDNN 9 come from the user' if drop == [] else 'CPU only'})")
+    t = time.perf_counter()
+    bundle = pyinstaller(py, work, drop)
+    times["pyinstaller"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    saved = strip_debug_info(bundle, work)
+    log(f"removed {mb(saved)} of debug information")
+    shutil.copytree(pack, bundle / "models")
+    bundled_top = set((work / "pyinstaller" / "mmdesk" / "bundled_top_level.txt").read_text().split())
+    (bundle / "LICENSES.txt").write_text(licences_text(version, manifest, dists, top_level, bundled_top),
+                                         encoding="utf-8")
+    check = subprocess.run([str(bundle / "mmdesk"), "--version"], check=False, capture_output=True, text=True)
+    if check.returncode != 0 or version not in check.stdout:
+        raise BuildError(f"the bundle does not start: {(check.stderr or check.stdout).strip()[-300:]}",
+                         f"see {work / 'pyinstaller.log'}")
+    size = dir_size(bundle)
+    plat = f"{args.target}-x86_64" + ("-cuda" if args.onnxruntime == "gpu" else "")
+    outputs: dict[str, dict] = {}
+    if "tar" in args.formats:
+        out = dist / f"mmdesk-{version}-{plat}.tar.gz"
+        write_tar(bundle, out, f"mmdesk-{version}")
+        outputs["tar"] = {"path": str(out), "bytes": out.stat().st_size}
+    if "deb" in args.formats:
+        out = dist / f"mmdesk{'-cuda' if args.onnxruntime == 'gpu' else ''}_{version}_amd64.deb"
+        write_deb(bundle, out, version, work)
+        outputs["deb"] = {"path": str(out), "bytes": out.stat().st_size}
+    times["archives"] = time.perf_counter() - t
+    times["total"] = time.perf_counter() - t_start
+
+    report = {"version": version, "target": args.target, "onnxruntime": args.onnxruntime,
+              "bundle": str(bundle), "bundle_bytes": size, "models_bytes": dir_size(bundle / "models"),
+              "size_target_bytes": SIZE_TARGET_MB * 10**6, "outputs": outputs,
+              "seconds": {k: round(v, 1) for k, v in times.items()}, "cpus": os.cpu_count()}
+    (dist / f"mmdesk-{version}-{plat}.build.json").write_text(json.dumps(report, indent=2) + "\n")
+    log(f"bundle {bundle}: {mb(size)} unpacked (models {mb(report['models_bytes'])}; "
+        f"target <= {SIZE_TARGET_MB} MB: {'met' if size <= SIZE_TARGET_MB * 10**6 else 'MISSED'})")
+    for kind, o in outputs.items():
+        log(f"{kind}: {o['path']} ({mb(o['bytes'])})")
+    log("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f" on {os.cpu_count()} CPUs")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except BuildError as exc:
+        print(f"build_installer: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("build_installer: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -1,0 +1,97 @@
+"""What goes into the bundle: every ``mmdesk`` module the runtime can import without the training stack.
+
+Used by ``mmdesk.spec`` (PyInstaller) and by ``build_installer.py``. The package list is walked from the
+source tree, so modules that land later (the desktop app, speech-to-text, fusion) are bundled without
+editing this file (commands are imported by name, which PyInstaller cannot follow by itself). Left out:
+a module that imports a training-only package at module level, directly or through another left-out mmdesk
+module (the bundle's environment does not have those packages), and ``mmdesk.training`` unless a bundled
+module imports from it (``mmdesk eval`` reads dataset labels with the torch-free mmdesk.training.datasets).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+# Installed only by the `train`/`dev` extras; never in the bundle (PyInstaller also gets them as excludes,
+# so an import inside a function, e.g. `mmdesk bench`'s optional PyTorch comparison, cannot pull them in).
+TRAINING_ONLY = ("torch", "torchvision", "torchaudio", "transformers", "onnx", "onnxscript", "h5py", "sklearn",
+                 "keras", "tensorflow", "pytest", "ruff", "jiwer")
+# Installed in the runtime environment (pyproject dependencies and what they pull in) or probed for by
+# bundled libraries, but never imported by mmdesk at run time. librosa + numba + llvmlite + scipy alone
+# would be ~250 MB: the runtime resamples with soxr and computes log-mel in numpy. hf_xet is
+# huggingface_hub's download accelerator; the bundle never downloads.
+NEVER_USED = ("librosa", "numba", "llvmlite", "scipy", "resampy", "samplerate", "hf_xet",
+              "matplotlib", "IPython", "PyQt5", "PyQt6", "PySide2", "tkinter", "_tkinter", "cupy", "jax",
+              "pandas", "sympy", "pyarrow")
+
+
+def _module_name(root: Path, path: Path) -> str:
+    rel = path.relative_to(root).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _top_level_imports(path: Path, module: str) -> set[str]:
+    """Absolute names imported when the module is imported (function bodies are not executed then)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    mod = f"{base}.{node.module}" if node.module else base
+                else:
+                    mod = node.module or ""
+                names.add(mod)
+                names.update(f"{mod}.{a.name}" for a in node.names)  # `from pkg import submodule`
+            elif isinstance(node, (ast.If, ast.Try, ast.With)):  # still run at import time
+                for block in ("body", "orelse", "finalbody", "handlers"):
+                    for child in getattr(node, block, []):
+                        visit(child.body if isinstance(child, ast.ExceptHandler) else [child])
+
+    visit(tree.body)
+    return names
+
+
+def runtime_modules(root: Path) -> tuple[list[str], dict[str, str]]:
+    """(modules to bundle, {left-out module: why}) for the ``mmdesk`` package under ``root``."""
+    files = {_module_name(root, p): p for p in sorted((root / "mmdesk").rglob("*.py"))}
+    imports = {m: _top_level_imports(p, m) for m, p in files.items()}
+    excluded: dict[str, str] = {}
+    changed = True
+    while changed:  # propagate through mmdesk modules that import a left-out module
+        changed = False
+        for mod, names in imports.items():
+            if mod in excluded:
+                continue
+            for name in sorted(names):
+                top = name.split(".")[0]
+                if top in TRAINING_ONLY:
+                    excluded[mod] = f"imports {top}"
+                elif name in excluded:
+                    excluded[mod] = f"imports {name} ({excluded[name]})"
+                else:
+                    continue
+                changed = True
+                break
+    for mod in files:  # training code is bundled only where a runtime module imports it (eval's readers)
+        if mod.startswith("mmdesk.training") and mod not in excluded:
+            excluded[mod] = "training code (bundled only if a runtime module imports it)"
+    return sorted(m for m in files if m not in excluded), excluded
+
+
+def keep_data(dest: str) -> bool:
+    """Data files PyInstaller's hooks collect that the application never reads."""
+    d = dest.replace("\\", "/")
+    unused = (
+        "PySide6/Qt/translations/",  # the UI is English; Qt's own dialogs stay untranslated
+        "PySide6/Qt/qml/",  # a widgets app: no QML
+        "pyqtgraph/examples/",
+    )
+    return not (d.startswith(unused) or "/tests/" in d)
