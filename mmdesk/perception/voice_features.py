@@ -69,9 +69,13 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     elif x.ndim != 1:
         raise ValueError(f"audio must be 1-D or 2-D, got shape {x.shape}")
     if int(sample_rate) != SAMPLE_RATE:
-        import librosa
+        # soxr's HQ mode, trimmed/padded to ceil(n * ratio): exactly librosa.resample(res_type="soxr_hq"),
+        # without importing librosa (numba + llvmlite + scipy: ~250 MB in the installed app)
+        import soxr
 
-        x = librosa.resample(x, orig_sr=int(sample_rate), target_sr=SAMPLE_RATE, res_type="soxr_hq")
+        n_out = int(np.ceil(x.shape[0] * SAMPLE_RATE / int(sample_rate)))
+        y = soxr.resample(x, int(sample_rate), SAMPLE_RATE, quality="soxr_hq")[:n_out]
+        x = np.pad(y, (0, n_out - y.shape[0]))
     return np.ascontiguousarray(x, dtype=np.float32)
 
 

@@ -37,7 +37,7 @@ def _isolated(cmd: list[str], cwd: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def isolation() -> None:
-    probe = subprocess.run(_isolated(["true"], Path("/")), capture_output=True, text=True)
+    probe = subprocess.run(_isolated(["true"], Path("/")), check=False, capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip(f"cannot isolate the bundle (unshare -mn failed: {probe.stderr.strip()[:200]}); "
                     "its no-Python / no-network runs need Linux namespaces")
@@ -50,7 +50,7 @@ def build(tmp_path_factory: pytest.TempPathFactory, pack_dir: Path) -> dict:
     dist = tmp_path_factory.mktemp("dist")
     # The runtime environment and PyInstaller's cache stay in build/installer (reused while unchanged).
     proc = subprocess.run([sys.executable, str(ROOT / "build_installer.py"), "--dist", str(dist),
-                           "--models", str(pack_dir)], cwd=ROOT, capture_output=True, text=True)
+                           "--models", str(pack_dir)], check=False, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (report_file,) = dist.glob("mmdesk-*.build.json")
     report = json.loads(report_file.read_text())
@@ -73,7 +73,7 @@ def _app_env(home: Path) -> dict[str, str]:
 
 def _run_app(installed: Path, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     exe = installed / "opt" / "mmdesk" / "mmdesk"
-    return subprocess.run(_isolated([str(exe), *args], tmp_path), env=_app_env(tmp_path),
+    return subprocess.run(_isolated([str(exe), *args], tmp_path), check=False, env=_app_env(tmp_path),
                           capture_output=True, text=True, timeout=300)
 
 
