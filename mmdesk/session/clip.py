@@ -24,6 +24,7 @@ from mmdesk.capture.clip import ClipSource
 from mmdesk.core.labels import LABELS
 from mmdesk.errors import MmdeskError
 from mmdesk.session.engine import Engine
+from mmdesk.session.priority import lower_thread_priority
 from mmdesk.sync.windower import WindowSpec
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,12 @@ class ClipJob:
         self.done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mmdesk-clip-analysis", daemon=True)
 
-    def start(self) -> ClipJob:
-        self._thread.start()
+    def start(self, run: Callable[[Callable[[], None]], None] | None = None) -> ClipJob:
+        """Run on a new thread, or hand the work to ``run`` (e.g. ``TaskPool.submit``)."""
+        if run is None:
+            self._thread.start()
+        else:
+            run(self._run)
         return self
 
     def cancel(self) -> None:
@@ -100,6 +105,7 @@ class ClipJob:
         return self.done.wait(timeout)
 
     def _run(self) -> None:
+        lower_thread_priority()
         try:
             with self.engine.busy:
                 self._analyse()

@@ -9,6 +9,7 @@ import threading
 from dataclasses import dataclass
 
 from mmdesk.analysis.analyzer import Analyzer, AnalyzerSettings
+from mmdesk.errors import MmdeskError
 from mmdesk.inference.pack import open_pack, resolve_pack_dir
 
 
@@ -23,6 +24,8 @@ class Engine:
     def __init__(self, settings: EngineSettings = EngineSettings()) -> None:
         self.settings = settings
         self._analyzer: Analyzer | None = None
+        #: one line, once loading the models failed
+        self.load_error = ""
         self._lock = threading.Lock()
         #: held by the analysis currently using the analyzer
         self.busy = threading.Lock()
@@ -35,10 +38,14 @@ class Engine:
         """The analyzer, loaded on first use (call from a worker thread: it takes seconds)."""
         with self._lock:
             if self._analyzer is None:
-                manifest = open_pack(self.settings.models)
-                self._analyzer = Analyzer(
-                    manifest, AnalyzerSettings(device=self.settings.device, threads=self.settings.threads)
-                )
+                try:
+                    manifest = open_pack(self.settings.models)
+                    self._analyzer = Analyzer(
+                        manifest, AnalyzerSettings(device=self.settings.device, threads=self.settings.threads)
+                    )
+                except MmdeskError as e:
+                    self.load_error = e.one_line()
+                    raise
             return self._analyzer
 
     @property

@@ -36,6 +36,8 @@ from mmdesk.core.labels import LABELS
 from mmdesk.core.types import AUDIO_RATE, AudioChunk, TextEvent, VideoFrame, Window
 from mmdesk.errors import MmdeskError
 from mmdesk.session.engine import Engine, active_provider
+from mmdesk.session.priority import lower_thread_priority
+from mmdesk.session.tasks import start_thread
 from mmdesk.sync.windower import Windower, WindowSpec
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,7 @@ class LiveSession:
         on_failed: Callable[[str], None] = lambda msg: None,
         open_camera: Callable[[int | str, SessionClock], LiveSource] = _open_camera,
         open_microphone: Callable[[int | str | None, SessionClock], LiveSource] = _open_microphone,
+        run: Callable[..., None] = start_thread,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -133,6 +136,7 @@ class LiveSession:
         self.on_failed = on_failed
         self._open_camera = open_camera
         self._open_microphone = open_microphone
+        self._run = run  # starts background work: a new thread, or the app's TaskPool
         self.clock = SessionClock()
         self.text = TypedTextSource(clock=self.clock)
         self.text.open()
@@ -154,25 +158,22 @@ class LiveSession:
         self._dropped_items_closed = 0  # drops of devices already closed
         self.windows = 0
         self.provider = "—"
-        self._threads = [
-            threading.Thread(target=self._capture_loop, name="mmdesk-live-capture", daemon=True),
-            threading.Thread(target=self._inference_loop, name="mmdesk-live-inference", daemon=True),
-        ]
+        self._loops_done = [threading.Event(), threading.Event()]
 
     # -- control (any thread) --------------------------------------------------------------------
     def start(self) -> LiveSession:
         if not self._started:
             self._started = True
-            for t in self._threads:
-                t.start()
+            self._run(self._capture_loop)
+            self._run(self._inference_loop)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._windows.close()
-        for t in self._threads:
-            if t.is_alive() and t is not threading.current_thread():
-                t.join(timeout)
+        if self._started:
+            for done in self._loops_done:
+                done.wait(timeout)
         with self._lock:
             cam, mic, self._camera, self._microphone = self._camera, self._microphone, None, None
         for src in (cam, mic):
@@ -208,10 +209,10 @@ class LiveSession:
         if not enabled:
             self.on_device(DeviceEvent(kind, False, None, f"no {kind} selected"))
             return
-        threading.Thread(target=self._open, args=(kind, device, gen), name=f"mmdesk-open-{kind}",
-                         daemon=True).start()
+        self._run(self._open, kind, device, gen)
 
     def _open(self, kind: DeviceKind, device: int | str | None, gen: int) -> None:
+        lower_thread_priority()  # the camera's grab thread and PortAudio's start from here
         try:
             opener = self._open_camera if kind == "camera" else self._open_microphone
             src = opener(device, self.clock)  # type: ignore[arg-type]
@@ -244,6 +245,10 @@ class LiveSession:
             self._windower.has_audio = src is not None
 
     # -- what the GUI polls (any thread) -----------------------------------------------------------
+    @property
+    def has_microphone(self) -> bool:
+        return self._microphone is not None
+
     def latest_frame(self) -> VideoFrame | None:
         return self._frame
 
@@ -279,6 +284,7 @@ class LiveSession:
 
     # -- capture thread -----------------------------------------------------------------------------
     def _capture_loop(self) -> None:
+        lower_thread_priority()
         try:
             while not self._stop.wait(POLL_S):
                 with self._lock:
@@ -292,6 +298,8 @@ class LiveSession:
         except Exception as e:
             log.exception("live capture failed")
             self.on_failed(f"live capture stopped: {type(e).__name__}: {e}")
+        finally:
+            self._loops_done[0].set()
 
     def _drain(self, kind: str, src: Any) -> None:
         """(under the lock) Move everything the source has into the windower."""
@@ -313,7 +321,7 @@ class LiveSession:
             self._set_source(kind, None)  # type: ignore[arg-type]
             self._generation[kind] += 1
             msg = src.error or f"{kind} lost"
-            threading.Thread(target=self._report_lost, args=(kind, src, msg), daemon=True).start()
+            self._run(self._report_lost, kind, src, msg)
 
     def _report_lost(self, kind: DeviceKind, src: LiveSource, message: str) -> None:
         src.close()  # may wait for a wedged driver: never on the capture thread
@@ -327,6 +335,7 @@ class LiveSession:
 
     # -- inference thread ---------------------------------------------------------------------------
     def _inference_loop(self) -> None:
+        lower_thread_priority()
         try:
             with self.engine.busy:
                 analyzer = self.engine.analyzer()
@@ -353,3 +362,5 @@ class LiveSession:
         except Exception as e:
             log.exception("live analysis failed")
             self.on_failed(f"live analysis stopped: {type(e).__name__}: {e}")
+        finally:
+            self._loops_done[1].set()

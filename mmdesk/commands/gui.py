@@ -1,0 +1,36 @@
+"""``mmdesk gui``: the desktop app; with ``--screenshot``/``--live-seconds`` a scripted run."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--open", metavar="FILE", help="a clip to analyse, or a saved session (.jsonl)")
+    p.add_argument("--screenshot", metavar="PNG",
+                   help="scripted: when the analysis is done save a screenshot of the window and exit")
+    p.add_argument("--camera", help="camera index or stream URL for a live session")
+    p.add_argument("--microphone", help="microphone index or name for a live session")
+    p.add_argument("--text", help="text typed into a scripted live session")
+    p.add_argument("--live-seconds", type=float, default=0.0, metavar="S",
+                   help="scripted: run a live session for S seconds (then screenshot, if asked) and exit")
+    p.add_argument("--stall-report", action="store_true",
+                   help="print how long the event loop stalled (JSON) when the scripted run ends")
+    p.add_argument("--timeout", type=float, default=600.0, help="scripted: give up after this many seconds")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="execution device")
+    p.add_argument("--models", help="model pack directory (default: $MMDESK_MODELS or the user data dir)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmdesk.errors import MmdeskError
+
+    if args.live_seconds < 0 or args.timeout <= 0:
+        raise MmdeskError("--live-seconds and --timeout must be positive", "e.g. --live-seconds 20")
+    if args.open and args.live_seconds:
+        raise MmdeskError("--open and --live-seconds exclude each other", "give one of them")
+    try:
+        from mmdesk.qt.qt_app import run as run_app
+    except ImportError as e:
+        raise MmdeskError(f"the desktop app needs PySide6 and pyqtgraph ({e})",
+                          "pip install PySide6-Essentials PySide6-Addons pyqtgraph") from None
+    return run_app(args)

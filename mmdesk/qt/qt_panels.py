@@ -1,0 +1,294 @@
+"""Attribution, interaction, "each modality alone" and transcript panels.
+
+Each panel shows the values of the selected window record, or says plainly why it cannot: a
+missing fusion model, an absent modality. Nothing is estimated here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mmdesk.core.labels import LABELS
+from mmdesk.qt.qt_theme import INTERACTION_COLORS, LABEL_COLORS, MODALITY_COLORS, MUTED
+from mmdesk.session.model import (
+    FUSION_MISSING,
+    INTERACTION_TYPES,
+    MODALITIES,
+    SessionData,
+)
+
+
+def _muted(text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setObjectName("muted")
+    label.setWordWrap(True)
+    return label
+
+
+class ContributionBars(QWidget):
+    """Signed horizontal bars, one per modality, around a zero line; values printed."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.values: dict[str, float] = {}
+        self.absent: set[str] = set()
+        self.setMinimumHeight(78)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+
+    def sizeHint(self) -> QSize:
+        return QSize(300, 84)
+
+    def set_values(self, values: dict[str, float], absent: set[str]) -> None:
+        self.values, self.absent = dict(values), set(absent)
+        self.update()
+
+    def paintEvent(self, event) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        fm = p.fontMetrics()
+        name_w = fm.horizontalAdvance("voice") + 12
+        val_w = fm.horizontalAdvance("+0.000") + 10
+        row_h = self.height() / len(MODALITIES)
+        left, right = name_w, self.width() - val_w
+        scale = max([abs(v) for v in self.values.values()] + [0.05])
+        zero = left + (right - left) / 2
+        half = (right - left) / 2
+        for i, m in enumerate(MODALITIES):
+            y = i * row_h
+            p.setPen(QColor("#374151"))
+            p.drawText(QRectF(0, y, name_w, row_h), Qt.AlignmentFlag.AlignVCenter, m)
+            if m in self.absent or m not in self.values:
+                p.setPen(QColor(MUTED))
+                p.drawText(QRectF(left, y, right - left, row_h), Qt.AlignmentFlag.AlignCenter, "absent")
+                continue
+            v = self.values[m]
+            w = half * abs(v) / scale
+            r = QRectF(zero if v >= 0 else zero - w, y + row_h * 0.2, w, row_h * 0.6)
+            p.fillRect(r, QColor(MODALITY_COLORS[m]))
+            p.setPen(QColor("#111827"))
+            p.drawText(QRectF(right, y, val_w, row_h), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                       f"{v:+.3f}")
+        p.setPen(QPen(QColor("#9ca3af"), 1))
+        p.drawLine(int(zero), 0, int(zero), self.height())
+        p.end()
+
+
+class AttributionPanel(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = QLabel("")
+        self.title.setWordWrap(True)
+        self.bars = ContributionBars()
+        self.message = _muted(FUSION_MISSING)
+        self.stack = pg.PlotWidget(background="w")
+        self.stack.setMenuEnabled(False)
+        self.stack.setMouseEnabled(x=False, y=False)
+        self.stack.hideButtons()
+        self.stack.setLabel("left", "contribution")
+        self.stack.setMinimumHeight(90)
+        self.stack.showGrid(y=True, alpha=0.15)
+        self.stack_items: dict[str, pg.BarGraphItem] = {}
+        self.shown: dict[str, float] = {}  # what the bars show now (for tests and exports)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.title)
+        lay.addWidget(self.message)
+        lay.addWidget(self.bars)
+        lay.addWidget(self.stack, 1)
+
+    def show_window(self, record: dict | None, data: SessionData) -> None:
+        att = (record or {}).get("attribution")
+        self.bars.setVisible(bool(att))
+        if not data.fusion_available:
+            self.message.setText(f"Attribution: {FUSION_MISSING}.")
+            self.message.setVisible(True)
+            self.title.setText("")
+            self.shown = {}
+        elif att is None:
+            self.message.setText("Select a window on the timeline." if record is None
+                                 else "No attribution for this window.")
+            self.message.setVisible(True)
+            self.title.setText("")
+            self.shown = {}
+        else:
+            self.message.setVisible(False)
+            self.shown = {m: float(att["values"].get(m, 0.0)) for m in MODALITIES}
+            self.bars.set_values(self.shown, set(att.get("absent") or ()))
+            self.title.setText(
+                f"<b>Why “{att['target']}”?</b> p = {att['full']:.2f} with every modality, "
+                f"{att['baseline']:.2f} with none; each bar is one modality's share (Shapley).")
+        self._stack(data)
+
+    def _stack(self, data: SessionData) -> None:
+        t, vals = data.contributions()
+        ok = np.isfinite(vals).all(axis=1)
+        self.stack.setVisible(bool(ok.any()))
+        for item in self.stack_items.values():
+            self.stack.removeItem(item)
+        self.stack_items.clear()
+        if not ok.any():
+            return
+        t, vals = t[ok], vals[ok]
+        width = float(np.median(np.diff(t))) * 0.9 if len(t) > 1 else 0.4
+        pos_base = np.zeros(len(t))
+        neg_base = np.zeros(len(t))
+        for k, m in enumerate(MODALITIES):
+            v = vals[:, k]
+            y0 = np.where(v >= 0, pos_base, neg_base + v)
+            item = pg.BarGraphItem(x=t, y0=y0, height=np.abs(v), width=width,
+                                   brush=MODALITY_COLORS[m], pen=pg.mkPen(None), name=m)
+            self.stack.addItem(item)
+            self.stack_items[m] = item
+            pos_base = pos_base + np.clip(v, 0, None)
+            neg_base = neg_base + np.clip(v, None, 0)
+
+
+class InteractionPanel(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.type_label = QLabel("")
+        self.type_label.setObjectName("big")
+        self.reason = QLabel("")
+        self.reason.setWordWrap(True)
+        self.counts = _muted("")
+        self.counts.setTextFormat(Qt.TextFormat.RichText)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.type_label)
+        lay.addWidget(self.reason)
+        lay.addStretch(1)
+        lay.addWidget(QLabel("This session:"))
+        lay.addWidget(self.counts)
+        self.shown_type = ""
+
+    def show_window(self, record: dict | None, data: SessionData) -> None:
+        inter = (record or {}).get("interaction")
+        if not data.fusion_available:
+            self.type_label.setText("—")
+            self.reason.setText(f"Interaction type: {FUSION_MISSING}.")
+            self.shown_type = ""
+        elif inter is None:
+            self.type_label.setText("—")
+            self.reason.setText("Select a window on the timeline." if record is None
+                                else "No interaction type for this window.")
+            self.shown_type = ""
+        else:
+            self.shown_type = inter["type"]
+            color = INTERACTION_COLORS.get(inter["type"], "#111827")
+            self.type_label.setText(f"<span style='color:{color}'>{inter['type'].capitalize()}</span>")
+            self.reason.setText(inter.get("text") or inter.get("reason", ""))
+        counts = data.interaction_counts()
+        if counts:
+            self.counts.setText(" · ".join(
+                f"<span style='color:{INTERACTION_COLORS[t]}'>{t}</span> {counts.get(t, 0)}" for t in INTERACTION_TYPES))
+        else:
+            self.counts.setText("no interaction types yet" if data.fusion_available else FUSION_MISSING)
+
+
+class _Card(QFrame):
+    def __init__(self, title: str, color: str) -> None:
+        super().__init__()
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setStyleSheet(f"QFrame {{ border-left: 4px solid {color}; background: #fafafa; }}"
+                           "QLabel { border: none; background: transparent; }")
+        self.title = QLabel(f"<b>{title}</b>")
+        self.label = QLabel("")
+        self.detail = _muted("")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 4, 8, 4)
+        lay.setSpacing(1)
+        lay.addWidget(self.title)
+        lay.addWidget(self.label)
+        lay.addWidget(self.detail)
+
+    def set(self, label: str, detail: str, color: str | None = None) -> None:
+        self.label.setText(f"<span style='font-size:14px; font-weight:600; color:{color or '#111827'}'>{label}</span>")
+        self.detail.setText(detail)
+
+
+class AloneRow(QWidget):
+    """What each modality alone says, next to the fused judgement of the selected window."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.cards = {m: _Card(m.capitalize() + " alone", MODALITY_COLORS[m]) for m in MODALITIES}
+        self.cards["fused"] = _Card("Fused", "#111827")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        for c in self.cards.values():
+            lay.addWidget(c, 1)
+        self.shown: dict[str, str] = {}
+
+    def show_window(self, record: dict | None, data: SessionData) -> None:
+        self.shown = {}
+        if record is None:
+            for c in self.cards.values():
+                c.set("—", "no window selected")
+            return
+        alone = record.get("alone") or {}
+        for m in MODALITIES:
+            d = record.get(m) or {}
+            a = alone.get(m)
+            if a:  # the fusion head with only this modality
+                probs, source = a["probs"], "fusion head, this modality only"
+                sarcasm = a.get("sarcasm")
+            elif d.get("present"):  # the unimodal model
+                probs, source, sarcasm = d["probs"], "unimodal model", None
+            else:
+                self.cards[m].set("absent", d.get("reason", ""), MUTED)
+                continue
+            top = max(LABELS, key=lambda k: probs.get(k, 0.0))
+            extra = f"; sarcasm {sarcasm:.2f}" if sarcasm is not None else ""
+            self.cards[m].set(f"{top} {probs[top]:.2f}", f"{source}{extra}", LABEL_COLORS[top])
+            self.shown[m] = top
+        fused = record.get("fused")
+        if fused:
+            top = fused["label"]
+            self.cards["fused"].set(f"{top} {fused['probs'][top]:.2f}",
+                                    f"sarcasm {fused['sarcasm']:.2f}; incongruity {fused.get('incongruity', 0):.2f}",
+                                    LABEL_COLORS.get(top))
+            self.shown["fused"] = top
+        else:
+            self.cards["fused"].set("not available", "no fusion model in this pack", MUTED)
+
+
+class TranscriptPane(QWidget):
+    """Text that reached the analysis, with its origin (typed, subtitle, asr) and time."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.view = QPlainTextEdit()
+        self.view.setReadOnly(True)
+        self.view.setPlaceholderText("Typed text, subtitles and transcripts appear here.")
+        lay = QGridLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.view)
+        self.lines: list[str] = []
+
+    def add(self, t: float, text: str, origin: str) -> None:
+        line = f"[{int(t // 60)}:{t % 60:04.1f}] ({origin}) {text}"
+        if not self.lines or self.lines[-1] != line:
+            self.lines.append(line)
+            self.view.appendPlainText(line)
+
+    def show_data(self, data: SessionData) -> None:
+        self.clear()
+        for start, _end, text, origins in data.texts():
+            self.add(start, text, origins or "text")
+
+    def clear(self) -> None:
+        self.lines.clear()
+        self.view.clear()

@@ -1,0 +1,144 @@
+"""The main window on a real RAVDESS clip: panels hold the analysis' values, seek by click, keys,
+save/reopen/export, drag and drop, missing devices with text-only analysis."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from qt_support import temp_settings, wait_until
+
+from mmdesk.core.labels import LABELS
+from mmdesk.qt.qt_main_window import MainWindow
+from mmdesk.session.model import FUSION_MISSING, MODALITIES
+
+
+@pytest.fixture(scope="module")
+def analysed(qapp, engine, ravdess_clip: Path, tmp_path_factory) -> MainWindow:
+    """One window that analysed the clip (shared: the analysis is the slow part)."""
+    w = MainWindow(engine, temp_settings(tmp_path_factory.mktemp("prefs")))
+    w.resize(1280, 800)
+    w.show()
+    finished: list[bool] = []
+    w.analysis_finished.connect(finished.append)
+    w.open_clip(str(ravdess_clip))
+    wait_until(qapp, lambda: finished, 120, "the clip analysis")
+    wait_until(qapp, lambda: not w._dirty, 5, "a redraw")
+    assert finished == [True], w.last_error
+    yield w
+    w.close()
+
+
+def test_panels_hold_the_values_of_the_analysis(analysed: MainWindow) -> None:
+    w = analysed
+    windows = w.data.windows
+    assert len(windows) == 6 and w.data.end["complete"] and not w.progress.isVisible()
+    fusion = w.data.fusion_available
+    src = w.timeline.source
+    assert src == ("fused" if fusion else "face")  # no fused values: the face judgement is plotted
+    for label in LABELS:
+        x, y = w.timeline.curves[label].getData()
+        view = [r["fused"] if src == "fused" else r["face"] for r in windows]
+        assert np.allclose(y, [v["probs"][label] for v in view])
+        assert np.allclose(x, [(r["start"] + r["end"]) / 2 for r in windows])
+    rec = w.selected_record()
+    assert rec is not None and w.timeline.selection.getRegion() == pytest.approx((rec["start"], rec["end"]))
+    top = max(LABELS, key=lambda k: rec["face"]["probs"][k])
+    assert w.alone.shown["face"] == top and w.video.box == tuple(rec["face"]["box"])
+    if fusion:
+        assert w.attribution.shown == {m: rec["attribution"]["values"][m] for m in MODALITIES}
+        assert w.interaction.shown_type == rec["interaction"]["type"]
+        assert w.alone.shown["fused"] == rec["fused"]["label"]
+        assert np.allclose(w.timeline.curves["sarcasm"].getData()[1], [r["fused"]["sarcasm"] for r in windows])
+    else:  # an honest message instead of numbers
+        assert w.attribution.shown == {} and FUSION_MISSING in w.attribution.message.text()
+        assert w.interaction.shown_type == "" and FUSION_MISSING in w.interaction.reason.text()
+        assert "fused" not in w.alone.shown and FUSION_MISSING in w.timeline.note.text()
+    assert "CPU" in w.stat["provider"].text()
+
+
+def test_click_on_the_timeline_seeks_and_selects(analysed: MainWindow, qtbot) -> None:
+    w = analysed
+    target = w.data.windows[1]
+    t = (target["start"] + target["end"]) / 2
+    x, y = w.timeline.x_to_widget(t)
+    viewport = w.timeline.plot.viewport()
+    qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=viewport.mapFrom(w.timeline, QPoint(x, y)))
+    assert w.selected == 1 and w.position == pytest.approx(t, abs=0.05)
+    assert w.timeline.selection.getRegion() == pytest.approx((target["start"], target["end"]))
+    assert w.alone.shown["face"] == max(LABELS, key=lambda k: target["face"]["probs"][k])
+    # arrows step by window; space toggles playback
+    w.setFocus()
+    qtbot.keyClick(w, Qt.Key.Key_Right)
+    assert w.selected == 2 and w.position == pytest.approx((w.data.windows[2]["start"] + w.data.windows[2]["end"]) / 2)
+    qtbot.keyClick(w, Qt.Key.Key_Left)
+    qtbot.keyClick(w, Qt.Key.Key_Left)
+    qtbot.keyClick(w, Qt.Key.Key_Left)
+    assert w.selected == 0
+    if w.player.available:
+        qtbot.keyClick(w, Qt.Key.Key_Space)
+        qtbot.waitUntil(lambda: w.player.playing, timeout=5000)
+        qtbot.keyClick(w, Qt.Key.Key_Space)
+        qtbot.waitUntil(lambda: not w.player.playing, timeout=5000)
+
+
+def test_save_reopen_export_and_drop(analysed: MainWindow, engine, qtbot, tmp_path: Path) -> None:
+    w = analysed
+    w.select(3)
+    session = tmp_path / "talk.jsonl"
+    assert w.save(str(session))
+    assert w.export(str(tmp_path / "t.csv"), "csv") and w.export(str(tmp_path / "t.out.jsonl"), "jsonl")
+    assert w.export(str(tmp_path / "t.png"), "png") and (tmp_path / "t.png").stat().st_size > 10_000
+    assert len((tmp_path / "t.csv").read_text().splitlines()) == 7
+    lines = [json.loads(x) for x in (tmp_path / "t.out.jsonl").read_text().splitlines()]
+    assert lines[1:-1] == w.data.windows
+    assert not w.save(str(tmp_path / "missing" / "s.jsonl")) and "does not exist" in w.banner.text()
+
+    other = MainWindow(engine, temp_settings(tmp_path))
+    qtbot.addWidget(other)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(session))])
+    drop = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                      Qt.KeyboardModifier.NoModifier)
+    other.dropEvent(drop)
+    assert other.mode == "session" and other.data.windows == w.data.windows
+    assert other.selected == 3 and other.data.meta["models"] == w.data.meta["models"]
+    assert other.data.source_path == w.data.source_path
+    other.shutdown()
+
+
+def test_preferences_persist(engine, qtbot, tmp_path: Path) -> None:
+    w = MainWindow(engine, temp_settings(tmp_path))
+    qtbot.addWidget(w)
+    w.timeline.set_source("voice")
+    w.camera_combo.setEditText("http://127.0.0.1:9/cam.mjpg")
+    w.close()
+    again = MainWindow(engine, temp_settings(tmp_path))
+    qtbot.addWidget(again)
+    assert again.timeline.source == "voice" and again.camera_combo.currentText() == "http://127.0.0.1:9/cam.mjpg"
+    again.shutdown()
+
+
+def test_missing_devices_keep_text_analysis_working(engine, qtbot, tmp_path: Path) -> None:
+    w = MainWindow(engine, temp_settings(tmp_path))
+    qtbot.addWidget(w)
+    w.show()
+    w.set_devices(camera=97, microphone="no such microphone")
+    w.start_live()
+    qtbot.waitUntil(lambda: "no camera at index 97" in w.video.message, timeout=15000)
+    assert w.banner.isVisible() and w.live is not None
+    w.text_box.setText("What a wonderful surprise, thank you so much!")
+    qtbot.keyClick(w.text_box, Qt.Key.Key_Return)
+    assert w.text_box.text() == ""
+    qtbot.waitUntil(lambda: any(r["text"]["present"] for r in w.data.windows), timeout=20000)
+    rec = next(r for r in w.data.windows if r["text"]["present"])
+    assert rec["text"]["text"] == "What a wonderful surprise, thank you so much!" and rec["text"]["origins"] == ["typed"]
+    assert not rec["face"]["present"] and rec["face"]["reason"] == "no camera"
+    assert any("(typed) What a wonderful surprise" in line for line in w.transcript.lines)
+    qtbot.waitUntil(lambda: "windows/s" in w.stat["wps"].text() and "CPU" in w.stat["provider"].text(), timeout=5000)
+    w.shutdown()
+    assert w.live is None and w.data.end is not None
