@@ -124,14 +124,16 @@ class SpeechTextSource(LiveSource):
                     self._partial(current)
             for seg in self.segmenter.flush():
                 self._final(seg)
-        except Exception as exc:  # noqa: BLE001 - the source ends with a one-line reason instead of a dead thread
+        except Exception as exc:  # the source ends with a one-line reason instead of a dead thread
             log.debug("live transcription failed", exc_info=True)
             self._mark_lost(f"live transcription stopped: {type(exc).__name__}: {exc}")
 
     def _partial(self, seg: SpeechSegment) -> None:
         self._partial_at = self.segmenter.heard_until
         for u in self.transcriber.transcribe([seg]):
-            if u.confidence >= self.min_confidence:
+            # the last word of a partial is often cut mid-word, so it does not count against the rest
+            settled = u.words[:-1] or u.words
+            if sum(w.probability for w in settled) / len(settled) >= self.min_confidence:
                 self._buffer.put(TextEvent(u.start, u.end, u.text, origin="asr", final=False))
                 self.partials += 1
 

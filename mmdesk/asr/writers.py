@@ -50,7 +50,7 @@ class TranscriptWriter:
                 raise MmdeskError(f"--out {self.path} is a directory", "give a file name such as talk.srt")
             if not self.path.parent.exists():
                 raise MmdeskError(f"the folder of --out {self.path} does not exist", "create it or choose another path")
-            self._stream = open(self.partial_path, "w", encoding="utf-8", newline="\n")
+            self._stream = open(self.partial_path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed by close()
         else:
             self._stream = sys.stdout
         if fmt == "vtt":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import wave
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import BECKETT, words_of
+
 from mmdesk.capture.subtitles import read_subtitles
 from mmdesk.cli import main
 
@@ -66,7 +67,7 @@ def test_transcribe_writes_srt_vtt_and_jsonl(tmp_path, beckett, pack_dir) -> Non
         assert main(["transcribe", str(beckett), "--out", str(out), "-q"]) == 0
         cues = read_subtitles(out).events  # mmdesk's own subtitle reader reads them back
         assert words_of(" ".join(c.text for c in cues)) == words_of(BECKETT)
-        assert all(a.end <= b.start for a, b in zip(cues, cues[1:])) and cues[-1].end < 10.0
+        assert all(a.end <= b.start for a, b in itertools.pairwise(cues)) and cues[-1].end < 10.0
     out = tmp_path / "b.jsonl"
     assert main(["transcribe", str(beckett), "--out", str(out), "-q"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import jiwer
+import itertools
 
+import jiwer
 from conftest import BECKETT, phrase_intervals, words_of
+
 from mmdesk.asr.events import ClipSpeechText, TextTrack, word_events
 from mmdesk.sync.windower import Windower, WindowSpec
 
@@ -18,7 +20,7 @@ def test_beckett_word_for_word(beckett_utterances) -> None:
     assert jiwer.wer(" ".join(words_of(BECKETT)), " ".join(words_of(text))) <= 1 / 12
     assert all(u.language == "en" and u.confidence > 0.7 for u in beckett_utterances)
     words = [w for u in beckett_utterances for w in u.words]
-    assert all(a.start <= a.end <= b.start + 1e-6 for a, b in zip(words, words[1:]))  # in time order
+    assert all(a.start <= a.end <= b.start + 1e-6 for a, b in itertools.pairwise(words))  # in time order
 
 
 def test_word_times_fall_on_the_spoken_phrases(beckett_utterances, beckett_chunks) -> None:
