@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
 import jiwer
-import numpy as np
+from conftest import read_chunks, words_of
 
-from conftest import BECKETT, read_chunks, words_of
 from mmdesk.asr.live import SpeechTextSource
 from mmdesk.asr.segmenter import SpeechSegmenter
 from mmdesk.core.clock import SessionClock
 from mmdesk.core.types import AudioChunk
 from mmdesk.perception.vad import SileroVad
-
 
 TWO_CITIES_13S = ("It was the best of times, it was the worst of times, it was the age of wisdom, it was the age "
                   "of foolishness, it was the epoch of belief, it was the epoch of incredulity")
@@ -79,5 +78,5 @@ def test_long_speech_is_cut_and_memory_stays_bounded(manifest, assets) -> None:
     segments += seg.flush()
     assert seg.forced_cuts >= 3 and max(s.duration for s in segments) <= 5.0 + 0.2 + 0.1
     assert peak / 16000 <= 5.0 + 0.2 + 0.2  # never more than one cut utterance of audio
-    assert all(a.end <= b.start + 1e-6 for a, b in zip(segments, segments[1:]))
+    assert all(a.end <= b.start + 1e-6 for a, b in itertools.pairwise(segments))
     assert sum(s.duration for s in segments) > 0.7 * 3 * 44  # the speech is in the segments
