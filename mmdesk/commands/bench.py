@@ -30,6 +30,8 @@ SENTENCES = [
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", nargs="?", choices=("pipeline", "asr"), default="pipeline",
+                   help="pipeline (default): the clip pipeline stage by stage; asr: speech-to-text WER, RTF, latency")
     p.add_argument("--clip", help=f"clip to analyse (default: {DEFAULT_CLIP} relative to the repo)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--repeat", type=int, default=3, help="analyse the clip this many times (default 3)")
@@ -37,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--models", help="model pack directory")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager comparison")
+    p.add_argument("--asr-model", metavar="MODEL", help="bench asr: Whisper model (default: the pack's)")
+    p.add_argument("--no-live", action="store_true", help="bench asr: skip the real-time live latency run (44 s)")
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -69,6 +73,15 @@ def _default_clip() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.what == "asr":
+        from mmdesk.asr.benchmark import print_asr, run_asr
+
+        report = run_asr(args)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print_asr(report)
+        return 0
     from mmdesk.analysis.analyzer import Analyzer, AnalyzerSettings
     from mmdesk.analysis.clip import ClipRun, analyse_clip
     from mmdesk.capture.clip import ClipSource
