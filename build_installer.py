@@ -215,9 +215,9 @@ def mmdesk_in_env(py: Path, *args: str, capture: bool = False) -> str:
     if result.returncode != 0:
         detail = (result.stderr or "").strip().splitlines()[-1:] if capture else []
         raise BuildError(f"`mmdesk {' '.join(args)}` failed in the runtime environment"
-                         + (f": {detail[0]}" if detail else "")
-                         + "; the exported models need torch: build the pack with the development install "
-                         "(`mmdesk models build`) and pass it with --models")  # fmt: skip
+                         + (f": {detail[0]}" if detail else " (its message is above)"),
+                         "complete the pack with the development install, which has torch for the exported "
+                         "models (`mmdesk models build`), and pass it with --models if it is not the default")
     return result.stdout if capture else ""
 
 
