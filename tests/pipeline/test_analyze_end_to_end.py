@@ -47,7 +47,9 @@ def test_ravdess_clip_face_and_speech(tmp_path, assets, pack_dir) -> None:
     middle = [w for w in wins if w["start"] <= 1.5 <= w["end"]]
     assert middle and all(w["voice"]["present"] and w["voice"]["vad_prob"] > 0.8 for w in middle)
     assert all(sum(w["voice"]["probs"].values()) == pytest.approx(1.0, abs=1e-4) for w in middle)
-    assert all(not w["text"]["present"] for w in wins)  # no subtitles, no ASR yet
+    # no subtitles: her words come from speech-to-text, in the windows where she says them
+    assert meta["text_source"] == "asr"
+    assert all(w["text"]["present"] and w["text"]["origins"] == ["asr"] for w in middle)
 
 
 def test_face_and_speech_land_in_the_right_windows(tmp_path, face_then_speech, speech_duration, pack_dir) -> None:
@@ -82,8 +84,8 @@ def test_subtitles_become_window_text(tmp_path, face_then_speech, pack_dir) -> N
     scared = [w for w in wins if w["start"] >= 3.0 and w["text"]["present"]]
     assert scared and scared[0]["text"]["label"] == "fearful"
     assert sum(first["text"]["probs"].values()) == pytest.approx(1.0, abs=1e-4)
-    # --no-subtitles turns them off
-    assert not any(w["text"]["present"] for w in windows(analyze(tmp_path, clip, "--no-subtitles")))
+    # --no-subtitles turns them off (and --no-asr the transcription that would replace them)
+    assert not any(w["text"]["present"] for w in windows(analyze(tmp_path, clip, "--no-subtitles", "--no-asr")))
 
 
 def test_csv_output_has_one_row_per_window(tmp_path, assets, pack_dir) -> None:
