@@ -111,3 +111,14 @@ def test_bad_asr_options_are_one_line_errors(args, message, capsys, beckett, pac
     assert main(["transcribe", str(beckett), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_a_model_folder_of_the_users_own(tmp_path, beckett, manifest) -> None:
+    """--asr-model DIR: any CTranslate2 Whisper folder (here a link to the pack's, under another name)."""
+    folder = tmp_path / "my-whisper"
+    folder.symlink_to(manifest.path("speech_to_text"), target_is_directory=True)
+    out = tmp_path / "b.jsonl"
+    assert main(["transcribe", str(beckett), "--asr-model", str(folder), "--out", str(out), "-q"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["model"] == "my-whisper" and rows[0]["model_sha256"] == ""
+    assert words_of(" ".join(r["text"] for r in rows[1:-1])) == words_of(BECKETT)
