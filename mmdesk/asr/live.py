@@ -6,7 +6,8 @@ Whoever pumps the microphone also calls ``feed(chunk)``; it never blocks (the au
 not wait for Whisper). A worker thread runs the VAD and Whisper:
 
 * while someone speaks, every ``partial_every`` seconds of new speech the utterance so far is
-  transcribed and sent as ``final=False``, unless the worker is behind (then it catches up first);
+  transcribed and sent as ``final=False``, unless the worker is behind (then it catches up first) or
+  the speaker is pausing (the final may be due: it must not wait behind a partial);
 * when the VAD has heard ``min_silence`` of silence the utterance is transcribed once more and
   sent as ``final=True``. A consumer shows the latest partial and replaces it with the next partial
   or the final: utterances never overlap, so no id is needed.
@@ -119,7 +120,8 @@ class SpeechTextSource(LiveSource):
                 for seg in self.segmenter.feed(chunk):
                     self._final(seg)
                 current = self.segmenter.current()
-                if (current is not None and behind < 0.5
+                # no partial while the speaker pauses: the final may be due any moment and must not wait for it
+                if (current is not None and behind < 0.5 and not self.segmenter.pausing
                         and self.segmenter.heard_until - max(self._partial_at, current.start) >= self.partial_every):
                     self._partial(current)
             for seg in self.segmenter.flush():

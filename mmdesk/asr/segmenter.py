@@ -80,6 +80,11 @@ class SpeechSegmenter:
         return None if self._speech_start is None else max(self._buf_t, self._speech_start - self.pad)
 
     @property
+    def pausing(self) -> bool:
+        """The utterance in progress has gone quiet: it may be about to end."""
+        return self._silence_start is not None
+
+    @property
     def settled(self) -> float:
         """No segment returned from now on starts before this time."""
         start = self.open_start
