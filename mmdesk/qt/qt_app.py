@@ -18,6 +18,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
+from mmdesk.errors import MmdeskError
 from mmdesk.qt.qt_main_window import MainWindow
 from mmdesk.qt.qt_stall import StallMeter
 from mmdesk.session.engine import Engine, EngineSettings
@@ -117,7 +118,19 @@ def _when_loaded(engine: Engine, then, deadline: float | None = None) -> None:
         QTimer.singleShot(50, lambda: _when_loaded(engine, then, deadline))
 
 
+def check_qt_binding() -> None:
+    """PySide6 6.12.0 drops a reference to None on every void call and to False on every bool
+    signal: on Python < 3.12 (where they are not immortal) the app dies within seconds."""
+    import PySide6
+
+    if PySide6.__version__.startswith("6.12.0") and sys.version_info < (3, 12):
+        raise MmdeskError(f"PySide6 {PySide6.__version__} crashes Python {sys.version.split()[0]} "
+                          "(a reference-counting bug)",
+                          'install another version: pip install "PySide6-Essentials<6.12" "PySide6-Addons<6.12"')
+
+
 def run(args: Namespace) -> int:
+    check_qt_binding()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("mmdesk")
     app.setOrganizationName("mmdesk")
@@ -129,9 +142,12 @@ def run(args: Namespace) -> int:
     scripted = bool(args.screenshot or args.live_seconds or args.stall_report)
     meter = StallMeter() if args.stall_report else None
     script = Script(app, window, args, meter) if scripted else None
-    if script is not None:
-        # the models load while the window comes up (as for a user); the script starts after that
+    if script is not None and meter is not None:
+        # the stall figure is about analysing: the models load first, as they do while a user
+        # is still choosing a source
         QTimer.singleShot(0, lambda: _when_loaded(engine, script.start))
+    elif script is not None:
+        QTimer.singleShot(0, script.start)
     elif args.open:
         QTimer.singleShot(0, lambda: window.open_path(args.open))
     code = app.exec()

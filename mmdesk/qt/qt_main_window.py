@@ -88,8 +88,11 @@ class MainWindow(QMainWindow):
         self.last_error = ""
         self._dirty = False
         self._frame_index = -1
+        self._requested: dict[str, Any] = {}  # the device last asked of the live session, per kind
         self.tasks = TaskPool()  # background work without Thread.start() waits on this thread
-        self.bridge = SessionBridge(self)
+        # no Qt parent: the bridge outlives the window's C++ side, so a worker finishing late
+        # emits into a bridge with no receivers instead of a deleted object
+        self.bridge = SessionBridge()
         self.bridge.record.connect(self._on_record)
         self.bridge.progress.connect(self._on_progress)
         self.bridge.failed.connect(self._on_failed)
@@ -133,9 +136,11 @@ class MainWindow(QMainWindow):
         self.text_box = QLineEdit()
         self.text_box.setPlaceholderText("Type text to analyse and press Enter…")
         self.text_box.returnPressed.connect(self.submit_text)
-        self.camera_combo.activated.connect(lambda _i: self._device_chosen("camera"))
+        # picking from the list always (re)opens the device: that is how a lost one is retried
+        self.camera_combo.activated.connect(lambda _i: self._device_chosen("camera", force=True))
         self.camera_combo.lineEdit().editingFinished.connect(lambda: self._device_chosen("camera"))
-        self.mic_combo.activated.connect(lambda _i: self._device_chosen("microphone"))
+        self.mic_combo.activated.connect(lambda _i: self._device_chosen("microphone", force=True))
+        self.mic_combo.lineEdit().editingFinished.connect(lambda: self._device_chosen("microphone"))
         for w in (QLabel(" Camera "), self.camera_combo, QLabel(" Microphone "), self.mic_combo,
                   self.live_button, self.open_button, QLabel("  Text "), self.text_box):
             bar.addWidget(w)
@@ -343,18 +348,22 @@ class MainWindow(QMainWindow):
         self.camera_combo.setEditText(NO_CAMERA if camera is None else str(camera))
         self.mic_combo.setEditText(NO_MIC if microphone is None else str(microphone))
         if self.live is not None:
-            self._device_chosen("camera")
-            self._device_chosen("microphone")
+            self._device_chosen("camera", force=True)
+            self._device_chosen("microphone", force=True)
 
-    def _device_chosen(self, kind: str) -> None:
+    def _device_chosen(self, kind: str, force: bool = False) -> None:
+        """Apply the device in the box; an unchanged text (focus moved away) changes nothing."""
         if self.live is None:
             return
+        choice = self.camera_choice() if kind == "camera" else self.microphone_choice()
+        if not force and self._requested.get(kind) == choice:
+            return
+        self._requested[kind] = choice
         if kind == "camera":
-            dev = self.camera_choice()
-            self.video.set_message("Opening camera…" if dev is not None else "No camera selected.")
-            self.live.set_camera(dev)
+            self.video.set_message("Opening camera…" if choice is not None else "No camera selected.")
+            self.live.set_camera(choice)
         else:
-            dev, enabled = self.microphone_choice()
+            dev, enabled = choice
             self.live.set_microphone(dev, enabled=enabled)
 
     def _on_device(self, e: DeviceEvent) -> None:
@@ -408,8 +417,8 @@ class MainWindow(QMainWindow):
         self.live_button.setText("Stop live")
         self.live_button.blockSignals(False)
         self.video.set_message("")
-        self._device_chosen("camera")
-        self._device_chosen("microphone")
+        self._device_chosen("camera", force=True)
+        self._device_chosen("microphone", force=True)
         self.statusBar().showMessage("Live session started (models load on first use).", 5000)
 
     def _stop_live(self) -> None:

@@ -94,13 +94,16 @@ def _open_microphone(device: int | str | None, clock: SessionClock) -> LiveSourc
 
 
 class _Rate:
-    """Events per second over the last ``span`` seconds."""
+    """Events per second over the last ``span`` seconds (or since the first event, if sooner)."""
 
     def __init__(self, span: float = STATS_SPAN_S) -> None:
         self.span = span
         self._t: collections.deque[float] = collections.deque()
+        self._first: float | None = None
 
     def tick(self, t: float) -> None:
+        if self._first is None:
+            self._first = t
         self._t.append(t)
         while self._t and self._t[0] < t - self.span:
             self._t.popleft()
@@ -108,9 +111,9 @@ class _Rate:
     def rate(self, now: float) -> float:
         while self._t and self._t[0] < now - self.span:
             self._t.popleft()
-        if len(self._t) < 2:
+        if self._first is None:
             return 0.0
-        return (len(self._t) - 1) / max(1e-6, self._t[-1] - self._t[0])
+        return len(self._t) / max(0.5, min(self.span, now - self._first))
 
 
 class LiveSession:
@@ -207,7 +210,7 @@ class LiveSession:
             self._dropped_items_closed += old.dropped
             old.close()
         if not enabled:
-            self.on_device(DeviceEvent(kind, False, None, f"no {kind} selected"))
+            self._device_event(DeviceEvent(kind, False, None, f"no {kind} selected"))
             return
         self._run(self._open, kind, device, gen)
 
@@ -217,11 +220,11 @@ class LiveSession:
             opener = self._open_camera if kind == "camera" else self._open_microphone
             src = opener(device, self.clock)  # type: ignore[arg-type]
         except MmdeskError as e:
-            self.on_device(DeviceEvent(kind, False, device, e.one_line()))
+            self._device_event(DeviceEvent(kind, False, device, e.one_line()))
             return
         except Exception as e:
             log.exception("opening the %s failed", kind)
-            self.on_device(DeviceEvent(kind, False, device, f"cannot open {kind} {device!r}: {e}"))
+            self._device_event(DeviceEvent(kind, False, device, f"cannot open {kind} {device!r}: {e}"))
             return
         with self._lock:
             current = self._generation[kind] == gen and not self._stop.is_set()
@@ -231,7 +234,11 @@ class LiveSession:
             src.close()
             return
         name = getattr(src, "info", {}).get("name") or device
-        self.on_device(DeviceEvent(kind, True, device, f"{kind} {name} active"))
+        self._device_event(DeviceEvent(kind, True, device, f"{kind} {name} active"))
+
+    def _device_event(self, event: DeviceEvent) -> None:
+        if not self._stop.is_set():  # after stop() the listener may be gone (a closed window)
+            self.on_device(event)
 
     def _set_source(self, kind: DeviceKind, src: LiveSource | None) -> None:
         """(under the lock) Swap a device; the windower only waits for the streams that exist."""
@@ -325,7 +332,7 @@ class LiveSession:
 
     def _report_lost(self, kind: DeviceKind, src: LiveSource, message: str) -> None:
         src.close()  # may wait for a wedged driver: never on the capture thread
-        self.on_device(DeviceEvent(kind, False, getattr(src, "device", None), message))
+        self._device_event(DeviceEvent(kind, False, getattr(src, "device", None), message))
 
     def _keep_audio(self, samples: np.ndarray) -> None:
         with self._audio_lock:

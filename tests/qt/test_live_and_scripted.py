@@ -1,0 +1,71 @@
+"""A live session in the window fed from a file-backed camera and microphone; the scripted
+screenshot mode (`mmdesk gui --open CLIP --screenshot FILE.png`), also on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtGui import QImage
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def test_live_window_with_file_backed_camera_and_microphone(alsa_mic, clip_camera, ravdess_clip: Path,
+                                                            pack_dir: Path) -> None:
+    cam = clip_camera(ravdess_clip, seconds=6)  # the stream ends after 6 s: the camera is lost
+    env = {**alsa_mic.env, "MMDESK_MODELS": str(pack_dir), "QT_QPA_PLATFORM": "offscreen",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])}
+    proc = subprocess.run([sys.executable, str(HERE / "live_child.py"), cam.url, "11"], check=False, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
+    assert r["frames"] > 0 and r["max_fps"] > 5  # the camera's frames reached the video view
+    assert r["windows"] >= 10 and r["faces"] >= 3, json.dumps(r)  # RAVDESS faces found in the live windows
+    assert r["timeline_points"] == r["windows"]
+    assert r["timeline_last_happy"] == pytest.approx(r["last_face_happy"])
+    # the 440 Hz test microphone: heard (-9 dBFS sine), judged not to be speech
+    assert r["max_db"] > -15 and "no microphone" not in r["voice_reasons"]
+    assert "CPU" in r["provider"] and "fps" in r["status"]["fps"] and "latency" in r["status"]["latency"]
+    # the stream ended: a clear message, and the windows went on without the camera
+    assert any(b.startswith("Camera:") for b in r["banners"]), r["banners"]
+    assert "no camera" in r["face_reasons"]
+
+
+def _gui(*args: str, tmp_path: Path, pack_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "MMDESK_MODELS": str(pack_dir)}
+    return subprocess.run([sys.executable, "-m", "mmdesk", "gui", *args], check=False, env=env, capture_output=True,
+                          text=True, timeout=180, cwd=ROOT)
+
+
+def test_screenshot_mode(ravdess_clip: Path, pack_dir: Path, tmp_path: Path) -> None:
+    png = tmp_path / "shot.png"
+    proc = _gui("--open", str(ravdess_clip), "--screenshot", str(png), "--stall-report",
+                tmp_path=tmp_path, pack_dir=pack_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    image = QImage(str(png))
+    assert (image.width(), image.height()) == (1280, 800)
+    # not a blank window: the video area holds the clip's frame (many distinct colours)
+    rgb = image.convertToFormat(QImage.Format.Format_RGB888)  # kept alive while its bits are read
+    pixels = np.frombuffer(rgb.constBits(), np.uint8).reshape(800, rgb.bytesPerLine())[:, : 1280 * 3].copy()
+    assert len(np.unique(pixels.reshape(-1, 3)[::7], axis=0)) > 500
+    report = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
+    assert report["windows"] == 6 and report["stalls"]["ticks"] > 0
+
+
+def test_screenshot_mode_fails_cleanly(pack_dir: Path, tmp_path: Path) -> None:
+    proc = _gui("--open", str(tmp_path / "missing.mp4"), "--screenshot", str(tmp_path / "x.png"),
+                tmp_path=tmp_path, pack_dir=pack_dir)
+    assert proc.returncode == 2 and "missing.mp4 not found" in proc.stderr
+    noise = tmp_path / "noise.mp4"
+    noise.write_bytes(np.random.default_rng(1).bytes(5000))
+    proc = _gui("--open", str(noise), "--screenshot", str(tmp_path / "x.png"), tmp_path=tmp_path, pack_dir=pack_dir)
+    assert proc.returncode == 2 and "noise.mp4" in proc.stderr.splitlines()[-1]
+    assert not (tmp_path / "x.png").exists()
