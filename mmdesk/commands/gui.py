@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.live_seconds < 0 or args.timeout <= 0:
         raise MmdeskError("--live-seconds and --timeout must be positive", "e.g. --live-seconds 20")
+    if args.open and not Path(args.open).exists():
+        raise MmdeskError(f"{args.open} not found", "check the path of --open")
     if args.open and args.live_seconds:
         raise MmdeskError("--open and --live-seconds exclude each other", "give one of them")
     try:

@@ -53,9 +53,21 @@ class TaskPool:
                 with self._lock:
                     self._busy -= 1
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = 30.0) -> bool:
+        """Let running tasks finish (at most ``timeout`` s in all); True if every thread ended.
+
+        Leaving the interpreter while a task is inside native code (e.g. onnxruntime loading a
+        model) can abort the process, so an app quitting early waits for it here.
+        """
+        import time
+
         for _ in self._threads:
             self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
 
 
 def start_thread(fn: Callable[..., Any], *args: Any) -> None:
