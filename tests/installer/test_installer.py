@@ -16,7 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = "av/ravdess_actor05/01-01-03-01-01-02-05.mp4"  # 3.5 s, happy, speech and a face throughout
-pytestmark = pytest.mark.slow
+# The first test also pays for the build (a fresh runtime environment and PyInstaller cache: ~5 min on 2 cores).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _python_dirs() -> list[Path]:
