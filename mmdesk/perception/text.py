@@ -1,4 +1,9 @@
-"""Text emotion: MiniLM sentence embedding (ONNX) → the project's trained head (ONNX)."""
+"""Text emotion: the pack's fine-tuned MiniLM classifier (``text_emotion``: input_ids, attention_mask ->
+probs) on the utterance after the previous line (:func:`mmdesk.perception.text_pairs.pair_ids`).
+
+The frozen ``text_encoder`` is loaded too: :meth:`TextEmotion.embed` gives its token embeddings, which
+feed the fusion head.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,13 @@ import numpy as np
 from mmdesk.core.labels import LABELS, reorder
 from mmdesk.inference.manifest import Manifest, verify_file
 from mmdesk.inference.runtime import OnnxModel, open_model
+from mmdesk.perception.text_pairs import (
+    MAX_TOKENS,
+    MAX_UTTERANCE,
+    pad_batch,
+    pair_ids,
+    plain_tokenizer,
+)
 
 MAX_CHARS = 5_000  # longer text is cut before tokenising: the encoder sees 256 tokens anyway
 
@@ -27,8 +39,13 @@ class TextEmotion:
         # batch ourselves (attention mask) and allow the encoder's full 256
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_tokens)
-        self.head_labels = tuple(manifest.entry("text_emotion").labels) or LABELS
-        self._cache: collections.OrderedDict[str, tuple[np.ndarray, bool]] = collections.OrderedDict()
+        head = manifest.entry("text_emotion")
+        self.head_labels = tuple(head.labels) or LABELS
+        self.uses_context = bool(head.preprocessing.get("context"))
+        self.pair_tokenizer = plain_tokenizer(str(verify_file(manifest, "text_tokenizer")))
+        self.pair_max_tokens = int(head.preprocessing.get("max_tokens", MAX_TOKENS))
+        self.pair_max_utterance = int(head.preprocessing.get("max_utterance", MAX_UTTERANCE))
+        self._cache: collections.OrderedDict[tuple[str, str], tuple[np.ndarray, bool]] = collections.OrderedDict()
         self._cache_size = cache_size
 
     def embed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
@@ -46,15 +63,22 @@ class TextEmotion:
                                             ["token_embeddings", "sentence_embedding"])
         return sentence, tokens, truncated
 
-    def predict(self, text: str) -> tuple[np.ndarray, bool]:
-        """Probabilities over LABELS for one text, and whether it was truncated. Cached by text."""
-        if text in self._cache:
-            self._cache.move_to_end(text)
-            return self._cache[text]
-        sentence, _, truncated = self.embed([text])
-        (probs,) = self.head.run({self.head.input_names[0]: sentence.astype(np.float32)})[:1]
-        result = (reorder(probs[0], self.head_labels), truncated[0])
-        self._cache[text] = result
+    def predict(self, text: str, context: str = "") -> tuple[np.ndarray, bool]:
+        """Probabilities over LABELS for one text (after ``context``, the previous line, when the model
+        takes one), and whether it was truncated. Cached by (text, context)."""
+        context = context if self.uses_context else ""
+        key = (text, context)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        ids = pair_ids(self.pair_tokenizer, text[:MAX_CHARS], context[-MAX_CHARS:], self.pair_max_tokens,
+                       self.pair_max_utterance)
+        n_text = len(self.pair_tokenizer.encode(text[:MAX_CHARS], add_special_tokens=False).ids)
+        truncated = len(text) > MAX_CHARS or n_text > self.pair_max_utterance
+        input_ids, mask = pad_batch([ids])
+        (probs,) = self.head.run({"input_ids": input_ids, "attention_mask": mask})[:1]
+        result = (reorder(probs[0], self.head_labels), truncated)
+        self._cache[key] = result
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return result

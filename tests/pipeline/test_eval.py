@@ -67,19 +67,79 @@ def test_voice_emodb_folder_searched_recursively(tmp_path, capsys, assets, manif
 
 def test_text_meld_weighted_f1(tmp_path, capsys, assets, manifest) -> None:
     from mmdesk.perception.text import TextEmotion
+    from mmdesk.training.datasets import meld_items
 
     model = TextEmotion(manifest, "cpu")
     back = {LABELS.index(c): m for m, c in MELD_TO_COMMON.items()}
     rows = list(csv.DictReader((assets / "text" / "meld" / "dev_sent_emo.csv").open(encoding="utf-8")))[:25]
-    for r in rows:
-        r["Emotion"] = back[int(np.argmax(model.predict(r["Utterance"])[0]))]
     out = tmp_path / "dev_sent_emo.csv"
-    with out.open("w", encoding="utf-8", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+
+    def write() -> None:
+        with out.open("w", encoding="utf-8", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+
+    write()
+    # label each utterance with the model's own answer, judged after the previous line as eval does
+    answers = {(it.dialogue, it.utterance): back[int(np.argmax(model.predict(it.text, it.previous)[0]))]
+               for it in meld_items(out)}
+    for r in rows:
+        r["Emotion"] = answers[(int(r["Dialogue_ID"]), int(r["Utterance_ID"]))]
+    write()
     r = run_eval(capsys, "text-meld", "--data", str(out))
     assert r["n"] == 25 and r["metrics"]["weighted_f1"] == 1.0 and r["sha256"] == sha256_file(out)
+    assert r["models"]["text_emotion"] == manifest.entry("text_emotion").sha256
+
+
+def _mustard_fixture(path, items, labels, rename: bool) -> None:
+    """MUStARD layout; renamed ids are not the stored cross-validated items, so the shipped model is scored."""
+    body = {(f"fixture_{i}" if rename else it.id): {
+        "utterance": it.utterance, "speaker": it.speaker, "context": list(it.context),
+        "context_speakers": list(it.context_speakers), "show": it.show, "sarcasm": bool(y)}
+        for i, (it, y) in enumerate(zip(items, labels))}
+    path.write_text(json.dumps(body), encoding="utf-8")
+
+
+def test_sarcasm_mustard_known_answers(tmp_path, capsys, assets, manifest) -> None:
+    from mmdesk.perception.sarcasm import Sarcasm
+    from mmdesk.training.sarcasm_data import context_text, mustard_items
+
+    items = mustard_items(assets / "text" / "mustard" / "sarcasm_data.json")[::23]  # 30 items
+    model = Sarcasm(manifest, "cpu")
+    p = model.predict_batch([it.utterance for it in items], [context_text(it, "last") for it in items])
+    own = (p >= 0.5).astype(int)
+    assert 0 < own.sum() < len(own)
+    data = tmp_path / "own.json"
+    _mustard_fixture(data, items, own, rename=True)
+    r = run_eval(capsys, "sarcasm-mustard", "--data", str(data))
+    assert r["n"] == 30 and r["metrics"]["f1"] == 1.0 and r["metrics"]["accuracy"] == 1.0
+    assert r["sha256"] == sha256_file(data) and r["models"]["sarcasm"] == manifest.entry("sarcasm").sha256
+    assert set(r["rows"]) == {"shipped model"}
+    flipped = tmp_path / "flipped.json"
+    _mustard_fixture(flipped, items, 1 - own, rename=True)
+    assert run_eval(capsys, "sarcasm-mustard", "--data", str(flipped))["metrics"]["accuracy"] == 0.0
+    shuffled = tmp_path / "shuffled.json"
+    _mustard_fixture(shuffled, items, np.random.default_rng(0).permutation(own), rename=True)
+    assert 0.2 < run_eval(capsys, "sarcasm-mustard", "--data", str(shuffled))["metrics"]["accuracy"] < 0.8
+
+
+def test_sarcasm_mustard_uses_stored_cross_validation_on_mustard_items(tmp_path, capsys, assets, manifest) -> None:
+    """On MUStARD's own items the headline is the 5-fold figure, scored against the labels in --data:
+    the stored predictions on their true labels give the recorded figure; flipped labels give its complement."""
+    from mmdesk.training.sarcasm_data import mustard_items
+
+    src = assets / "text" / "mustard" / "sarcasm_data.json"
+    r = run_eval(capsys, "sarcasm-mustard", "--data", str(src))
+    recorded = manifest.entry("sarcasm").source["metrics"]["cv5"]
+    assert r["n"] == 690 and set(r["rows"]) == {"shipped model", "5-fold cross-validated"}
+    assert abs(r["metrics"]["f1"] - recorded["f1"]) < 1e-3 and abs(r["metrics"]["accuracy"] - recorded["accuracy"]) < 1e-3
+    assert r["rows"]["shipped model"]["accuracy"] > r["metrics"]["accuracy"]  # fit on its own training data
+    items = mustard_items(src)
+    flipped = tmp_path / "flipped.json"
+    _mustard_fixture(flipped, items, [1 - it.label for it in items], rename=False)
+    r2 = run_eval(capsys, "sarcasm-mustard", "--data", str(flipped))
+    assert abs(r2["metrics"]["accuracy"] - (1 - recorded["accuracy"])) < 1e-3
 
 
 def test_av_ravdess_rows(tmp_path, capsys, assets, pack_dir) -> None:
