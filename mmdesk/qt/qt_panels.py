@@ -113,7 +113,7 @@ class AttributionPanel(QWidget):
         att = (record or {}).get("attribution")
         self.bars.setVisible(bool(att))
         if not data.fusion_available:
-            self.message.setText(f"Attribution: {FUSION_MISSING}.")
+            self.message.setText(f"Attribution: {data.fusion_note}.")
             self.message.setVisible(True)
             self.title.setText("")
             self.shown = {}
@@ -178,7 +178,7 @@ class InteractionPanel(QWidget):
         inter = (record or {}).get("interaction")
         if not data.fusion_available:
             self.type_label.setText("—")
-            self.reason.setText(f"Interaction type: {FUSION_MISSING}.")
+            self.reason.setText(f"Interaction type: {data.fusion_note}.")
             self.shown_type = ""
         elif inter is None:
             self.type_label.setText("—")

@@ -86,7 +86,7 @@ class Timeline(QWidget):
         self.curves["sarcasm"].setData(s.t, s.sarcasm if has_sarcasm else np.full(len(s.t), np.nan))
         notes = []
         if self.source == "fused" and not data.fusion_available and len(data):
-            notes.append(f"Fused: {FUSION_MISSING} — pick Face, Voice or Text")
+            notes.append(f"Fused: {data.fusion_note} — pick Face, Voice or Text")
         elif not has_sarcasm and len(data):
             notes.append(f"sarcasm: {FUSION_MISSING}" if not data.fusion_available else "")
         self.note.setText(" ".join(n for n in notes if n))

@@ -23,9 +23,10 @@ except ImportError as e:
 
 
 def bgr_to_qimage(image: np.ndarray) -> QImage:
+    """Wrap BGR pixels as they are (Qt reads BGR888 itself: no channel swap in numpy)."""
     h, w = image.shape[:2]
-    rgb = np.ascontiguousarray(image[:, :, ::-1])
-    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()  # own the pixels
+    pixels = np.ascontiguousarray(image)
+    return QImage(pixels.data, w, h, pixels.strides[0], QImage.Format.Format_BGR888).copy()  # own the pixels
 
 
 class VideoView(QWidget):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmdesk import __version__
 from mmdesk.analysis.analyzer import Analyzer
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 
+if TYPE_CHECKING:
+    from mmdesk.asr.events import ClipSpeechText
+
 
 @dataclass(frozen=True)
 class ClipSettings:
@@ -38,11 +41,17 @@ class ClipSettings:
     hop: float = 0.5
     fps: float = 5.0  # analysed video frames per second; 0 = every frame
     subtitles: bool = True
+    asr: bool = True  # transcribe the clip's speech when it has no sidecar subtitles
 
 
-def clip_meta(path: Path, source: ClipSource, settings: ClipSettings, analyzer: Analyzer, device: str) -> Record:
+def clip_meta(path: Path, source: ClipSource, settings: ClipSettings, analyzer: Analyzer, device: str,
+              speech: ClipSpeechText | None) -> Record:
     """The meta record, as ``mmdesk analyze`` writes it."""
     info = source.info
+    models = analyzer.models()
+    if speech is not None:
+        choice = speech.transcriber.engine.choice
+        models["speech_to_text"] = {"file": choice.name, "sha256": choice.sha256}
     return {
         "type": "meta",
         "version": __version__,
@@ -51,9 +60,11 @@ def clip_meta(path: Path, source: ClipSource, settings: ClipSettings, analyzer: 
                    "has_audio": info.has_audio, "width": info.width, "height": info.height,
                    "fps": info.fps, "audio_rate": info.audio_rate, "audio_channels": info.audio_channels},
         "settings": {**asdict(settings), "device": device},
+        "text_source": "subtitle" if source.subtitle_path is not None else ("asr" if speech is not None else "none"),
         "labels": list(LABELS),
-        "models": analyzer.models(),
+        "models": models,
         "providers": analyzer.providers(),
+        "fusion": analyzer.fusion_info(),
         "notes": list(info.notes),
     }
 
@@ -127,14 +138,16 @@ class ClipJob:
         source.open()  # probes: a bad file fails here with one line
         try:
             analyzer = self.engine.analyzer()
+            use_asr = s.asr and source.subtitle_path is None and source.info.has_audio
+            speech = self.engine.clip_speech() if use_asr else None
         except BaseException:
             source.close()
             raise
-        self.on_record(clip_meta(self.path, source, s, analyzer, self.engine.settings.device))
+        self.on_record(clip_meta(self.path, source, s, analyzer, self.engine.settings.device, speech))
         run = ClipRun(self.path)
         started = time.perf_counter()
         windows = 0
-        results = analyse_clip(source, analyzer, spec, run=run, progress=self.on_progress)
+        results = analyse_clip(source, analyzer, spec, run=run, progress=self.on_progress, speech=speech)
         try:
             for result in results:
                 self.on_record(window_record(result))
@@ -144,10 +157,13 @@ class ClipJob:
         finally:
             results.close()  # stops the reader thread and closes the source
         cancelled = self._cancel.is_set() and not run.complete
+        if speech is not None:
+            run.notes.extend(speech.notes())
         self.on_record({
             "type": "end", "complete": run.complete and not cancelled, "windows": windows,
             "media_seconds": round(run.media_seconds, 3), "seconds": round(time.perf_counter() - started, 3),
             "error": "cancelled" if cancelled else run.error, "notes": [n for n in run.notes if n not in source.info.notes],
+            **({"asr": speech.summary()} if speech is not None else {}),
         })
         if not cancelled:
             self.on_progress(1.0)

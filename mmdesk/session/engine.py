@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mmdesk.analysis.analyzer import Analyzer, AnalyzerSettings
 from mmdesk.errors import MmdeskError
+from mmdesk.inference.manifest import Manifest
 from mmdesk.inference.pack import open_pack, resolve_pack_dir
+
+if TYPE_CHECKING:
+    from mmdesk.asr.events import ClipSpeechText
 
 
 @dataclass(frozen=True)
@@ -24,9 +29,12 @@ class Engine:
     def __init__(self, settings: EngineSettings = EngineSettings()) -> None:
         self.settings = settings
         self._analyzer: Analyzer | None = None
+        self._manifest: Manifest | None = None
+        self._whisper: object | None = None  # mmdesk.asr WhisperEngine, loaded on first clip needing it
         #: one line, once loading the models failed
         self.load_error = ""
         self._lock = threading.Lock()
+        self._speech_lock = threading.Lock()
         #: held by the analysis currently using the analyzer
         self.busy = threading.Lock()
 
@@ -39,7 +47,7 @@ class Engine:
         with self._lock:
             if self._analyzer is None:
                 try:
-                    manifest = open_pack(self.settings.models)
+                    manifest = self._manifest = open_pack(self.settings.models)
                     self._analyzer = Analyzer(
                         manifest, AnalyzerSettings(device=self.settings.device, threads=self.settings.threads)
                     )
@@ -51,6 +59,24 @@ class Engine:
     @property
     def loaded(self) -> Analyzer | None:
         return self._analyzer
+
+    def clip_speech(self) -> ClipSpeechText:
+        """A fresh ASR stage for one clip (as ``mmdesk analyze`` uses), on a Whisper model loaded once."""
+        from mmdesk.asr.engine import WhisperEngine, choose_model
+        from mmdesk.asr.events import ClipSpeechText, TextTrack
+        from mmdesk.asr.segmenter import SpeechSegmenter
+        from mmdesk.asr.transcriber import SpeechTranscriber
+        from mmdesk.perception.vad import SileroVad
+
+        self.analyzer()
+        manifest = self._manifest
+        assert manifest is not None
+        with self._speech_lock:  # not ``_lock``: a live session must not wait for Whisper to load
+            if self._whisper is None:
+                self._whisper = WhisperEngine(choose_model(None, manifest), device=self.settings.device,
+                                              threads=self.settings.threads)
+        transcriber = SpeechTranscriber(self._whisper, SpeechSegmenter(SileroVad(manifest)))  # type: ignore[arg-type]
+        return ClipSpeechText(transcriber, TextTrack("words"))
 
 
 def active_provider(providers: dict[str, str]) -> str:

@@ -109,11 +109,11 @@ class _Rate:
             self._t.popleft()
 
     def rate(self, now: float) -> float:
-        while self._t and self._t[0] < now - self.span:
-            self._t.popleft()
+        """Safe from another thread: reads a snapshot, never mutates."""
         if self._first is None:
             return 0.0
-        return len(self._t) / max(0.5, min(self.span, now - self._first))
+        recent = [t for t in list(self._t) if t >= now - self.span]
+        return len(recent) / max(0.5, min(self.span, now - self._first))
 
 
 class LiveSession:
@@ -152,8 +152,9 @@ class LiveSession:
         self._stop = threading.Event()
         self._started = False
         self._frame: VideoFrame | None = None
+        # replaced (never modified) by the capture thread: readers take the reference without a lock
         self._audio = np.zeros(int(AUDIO_KEEP_S * AUDIO_RATE), np.float32)
-        self._audio_lock = threading.Lock()
+        self._dropped_items = 0
         self._next_frame_t = -1.0
         self._frame_rate = _Rate(2.0)
         self._window_rate = _Rate()
@@ -259,19 +260,17 @@ class LiveSession:
     def latest_frame(self) -> VideoFrame | None:
         return self._frame
 
+    # Never take ``_lock`` here: the capture thread holds it at a lower priority, and a GUI
+    # thread waiting for it would stall as long as the capture thread waits for a core.
     def audio_tail(self, seconds: float) -> np.ndarray:
         n = int(min(seconds, AUDIO_KEEP_S) * AUDIO_RATE)
-        with self._audio_lock:
-            return self._audio[-n:].copy()
+        return self._audio[-n:]
 
     def stats(self) -> LiveStats:
         now = time.monotonic()
-        with self._lock:
-            dropped_items = self._dropped_items_closed + sum(
-                s.dropped for s in (self._camera, self._microphone) if s is not None)
-        lat = float(np.median(self._latencies)) * 1e3 if self._latencies else float("nan")
+        lat = float(np.median(list(self._latencies))) * 1e3 if self._latencies else float("nan")
         return LiveStats(self.provider, self._frame_rate.rate(now), self._window_rate.rate(now), lat,
-                         self._windows.dropped, dropped_items, self.windows)
+                         self._windows.dropped, self._dropped_items, self.windows)
 
     def meta_record(self) -> Record:
         a = self.engine.loaded
@@ -286,6 +285,7 @@ class LiveSession:
             "labels": list(LABELS),
             "models": a.models() if a else {},
             "providers": a.providers() if a else {},
+            "fusion": a.fusion_info() if a else {},
             "notes": [],
         }
 
@@ -300,6 +300,8 @@ class LiveSession:
                         if src is not None:
                             self._drain(kind, src)
                     windows = self._windower.ready(self.clock.now() - self.settings.slack)
+                    self._dropped_items = self._dropped_items_closed + sum(
+                        s.dropped for s in (self._camera, self._microphone) if s is not None)
                 for w in windows:
                     self._windows.put(w)
         except Exception as e:
@@ -335,10 +337,8 @@ class LiveSession:
         self._device_event(DeviceEvent(kind, False, getattr(src, "device", None), message))
 
     def _keep_audio(self, samples: np.ndarray) -> None:
-        with self._audio_lock:
-            n = min(len(samples), len(self._audio))
-            self._audio = np.roll(self._audio, -n)
-            self._audio[-n:] = samples[-n:]
+        n = min(len(samples), len(self._audio))
+        self._audio = np.concatenate([self._audio[n:], samples[-n:]])
 
     # -- inference thread ---------------------------------------------------------------------------
     def _inference_loop(self) -> None:

@@ -92,7 +92,13 @@ class SessionData:
 
     @property
     def fusion_available(self) -> bool:
-        return any("fused" in w for w in self.windows) or bool(self.meta.get("fusion"))
+        return any("fused" in w for w in self.windows) or bool((self.meta.get("fusion") or {}).get("available"))
+
+    @property
+    def fusion_note(self) -> str:
+        """Why there are no fused values: the analysis' own reason when it gave one."""
+        problem = (self.meta.get("fusion") or {}).get("problem")
+        return f"{FUSION_MISSING} ({problem})" if problem else FUSION_MISSING
 
     @property
     def source_path(self) -> str:

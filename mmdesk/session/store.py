@@ -16,18 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from mmdesk.analysis.records import CSV_COLUMNS, csv_row
-from mmdesk.core.labels import LABELS
 from mmdesk.errors import MmdeskError
-from mmdesk.session.model import MODALITIES, SessionData
+from mmdesk.session.model import SessionData
 
 SESSION_SUFFIX = ".jsonl"
-FUSION_COLUMNS: tuple[str, ...] = (
-    ("fused_label",)
-    + tuple(f"fused_{label}" for label in LABELS)
-    + ("fused_sarcasm", "incongruity", "attribution_target")
-    + tuple(f"attribution_{m}" for m in MODALITIES)
-    + ("interaction", "interaction_reason")
-)
+
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -95,35 +88,14 @@ def load_session(path: str | os.PathLike[str]) -> SessionData:
     return data
 
 
-def fusion_cells(record: dict[str, Any]) -> dict[str, Any]:
-    """The fusion columns of one window (empty cells when the record has no fusion fields)."""
-    row: dict[str, Any] = {}
-    fused = record.get("fused")
-    if fused:
-        row["fused_label"] = fused.get("label", "")
-        row.update({f"fused_{k}": v for k, v in (fused.get("probs") or {}).items()})
-        row["fused_sarcasm"] = fused.get("sarcasm", "")
-        row["incongruity"] = fused.get("incongruity", "")
-    att = record.get("attribution")
-    if att:
-        row["attribution_target"] = att.get("target", "")
-        row.update({f"attribution_{m}": (att.get("values") or {}).get(m, "") for m in MODALITIES})
-    inter = record.get("interaction")
-    if inter:
-        row["interaction"] = inter.get("type", "")
-        row["interaction_reason"] = inter.get("text", "")
-    return row
-
-
 def export_csv(path: str | os.PathLike[str], data: SessionData) -> Path:
-    """One row per window: the ``mmdesk analyze --format csv`` columns, then the fusion columns."""
-    columns = list(CSV_COLUMNS) + list(FUSION_COLUMNS)
+    """One row per window, with the columns of ``mmdesk analyze --format csv`` (fusion included)."""
 
     def write(f: Any) -> None:
-        w = csv.DictWriter(f, fieldnames=columns)
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         w.writeheader()
         for record in data.windows:
-            w.writerow({**csv_row(record), **fusion_cells(record)})
+            w.writerow(csv_row(record))
 
     _atomic_write(Path(path), write)
     return Path(path)

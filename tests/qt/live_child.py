@@ -26,6 +26,10 @@ def main(camera: str, seconds: float) -> dict:
     w.resize(1280, 800)
     w.show()
     meter = StallMeter()
+    deadline = time.monotonic() + 120
+    while w.engine.loaded is None and time.monotonic() < deadline:  # models load first, as for a user
+        app.processEvents()
+        time.sleep(0.02)
     w.set_devices(None if camera == "none" else camera, None if os.environ.get("NO_MIC") else "mmdesk_mic")
     w.start_live()
     meter.start()

@@ -59,6 +59,12 @@ def test_panels_hold_the_values_of_the_analysis(analysed: MainWindow) -> None:
         assert w.interaction.shown_type == "" and FUSION_MISSING in w.interaction.reason.text()
         assert "fused" not in w.alone.shown and FUSION_MISSING in w.timeline.note.text()
     assert "CPU" in w.stat["provider"].text()
+    # the clip's speech, transcribed, reached the text model and the transcript pane
+    said = [r for r in windows if r["text"]["present"]]
+    assert said and all(r["text"]["origins"] == ["asr"] for r in said)
+    assert any("(asr) Kids are talking by the door." in line for line in w.transcript.lines), w.transcript.lines
+    if rec["text"]["present"]:
+        assert w.alone.shown["text"] == max(LABELS, key=lambda k: rec["text"]["probs"][k])
 
 
 def test_click_on_the_timeline_seeks_and_selects(analysed: MainWindow, qtbot) -> None:
