@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         "labels": list(LABELS),
         "models": {**analyzer.models(), **_speech_model(speech)},
         "providers": analyzer.providers(),
+        "fusion": analyzer.fusion_info(),
         "notes": list(info.notes),
     }
     writer.write(meta)

@@ -18,7 +18,7 @@ import numpy as np
 
 DEFAULT_CLIP = "../shared/assets/av/ravdess_actor05/01-01-03-01-01-02-05.mp4"
 STAGES = ("decode", "windowing", "face_detection", "face_model", "vad", "audio_features", "voice_model",
-          "text_encoder")
+          "text_encoder", "fusion")
 SENTENCES = [
     "Wow, great food.",
     "Oh my God, I can't believe you did that!",
@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             t = time.perf_counter()
             analyzer.text.predict(s)
             text_ms.append((time.perf_counter() - t) * 1e3)
+    fusion_ms = _fusion_ms(analyzer)
     rss = _peak_rss_mb()
 
     report: dict[str, Any] = {
@@ -152,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         "per_frame": {k: _stats(v) for k, v in per_frame.items()},
         "face_640x480_frame": _stats(face_ms),
         "text_per_sentence": _stats(text_ms),
+        "fusion_per_window_3_modalities": _stats(fusion_ms) if fusion_ms else analyzer.fusion_problem,
         "windows": windows,
         "windows_per_s": round(windows / wall, 2) if wall else None,
         "x_real_time": round(media / wall, 2) if wall else None,
@@ -164,6 +166,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(report)
     return 0
+
+
+def _fusion_ms(analyzer) -> list[float]:
+    """Fusion with face, voice and text present (8 subsets, attribution, interaction), at the token
+    counts of a 2 s window at 5 fps: 10 face frames, 25 voice steps, 12 word pieces."""
+    if analyzer.fusion is None:
+        return []
+    rng = np.random.default_rng(0)
+    tokens = {m: rng.standard_normal((n, analyzer.fusion.dims[m])).astype(np.float32)
+              for m, n in (("face", 10), ("voice", 25), ("text", 12))}
+    uni = {m: tuple(rng.dirichlet(np.ones(7))) for m in tokens}
+    out = []
+    for i in range(60):
+        t = time.perf_counter()
+        analyzer.fusion.fuse(tokens, uni)
+        if i >= 10:
+            out.append((time.perf_counter() - t) * 1e3)
+    return out
 
 
 def _torch_comparison(analyzer, manifest, frames) -> dict[str, Any]:
@@ -228,6 +248,11 @@ def _print(r: dict[str, Any]) -> None:
     print(f"{'face det+expr 640×480':24s} {st['median_ms']:9.3f} {st['p95_ms']:9.3f}")
     st = r["text_per_sentence"]
     print(f"{'text enc+head/sentence':24s} {st['median_ms']:9.3f} {st['p95_ms']:9.3f}")
+    st = r["fusion_per_window_3_modalities"]
+    if isinstance(st, dict):
+        print(f"{'fusion+attribution/win':24s} {st['median_ms']:9.3f} {st['p95_ms']:9.3f}")
+    else:
+        print(f"fusion: not available ({st})")
     print(f"\nwindows: {r['windows']}  windows/s: {r['windows_per_s']}  × real time: {r['x_real_time']}  "
           f"peak RSS: {r['peak_rss_mb']} MB")
     cmp_ = r.get("onnx_vs_torch")

@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="aligned clips to train on as well, repeatable; LAYOUT is clips-csv (a CSV with "
                    "file,emotion[,sarcasm,text,context]), meld (a MELD csv beside its dia*_utt*.mp4 clips), "
                    "mustard (sarcasm_data.json beside utterances_final/) or ravdess (a folder of AV clips)")
-    f.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
+    f.add_argument("--steps", type=int, default=1500, help="optimiser steps (default 1500)")
     f.add_argument("--width", type=int, default=64, help="model width (default 64)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",

@@ -220,6 +220,16 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
         description="Silero VAD v6 (stateful, 16 kHz: 512-sample frames with 64 samples of context)",
     ),
     Recipe(
+        role="fusion",
+        file="fusion.onnx",
+        format="onnx",
+        license="research use only (FER2013, EmoDB, RAVDESS CC BY-NC-SA 4.0, MELD GPL-3.0, MUStARD, irony tweets)",
+        sources=({"kind": "project", "path": "fusion.onnx", "sidecar": "fusion.json",
+                  "train": "mmdesk train fusion"},),  # fmt: skip
+        card="fusion.md",
+        description="cross-attention fusion head over face, voice and text tokens (label-paired training data)",
+    ),
+    Recipe(
         role="speech_to_text",
         file="speech_to_text",  # a folder: CTranslate2 models are config + weights + tokenizer files
         format="ctranslate2-whisper",

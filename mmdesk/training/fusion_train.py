@@ -27,14 +27,15 @@ N = len(LABELS)
 
 @dataclass(frozen=True, kw_only=True)
 class TrainSettings:
-    steps: int = 3000
-    batch: int = 96
+    steps: int = 1500
+    batch: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-2
     p_present: dict[str, float] = field(default_factory=lambda: {"face": 0.7, "voice": 0.6, "text": 0.7})
     sarcasm_share: float = 0.3  # share of each batch that is a sarcasm example
     aligned_share: float = 0.3  # share of the rest drawn from aligned clips, when there are any
     max_face_tokens: int = 4
+    max_text_tokens: int = 64  # longer texts are cut in training (the runtime keeps up to 256)
     seed: int = 0
     device: str = "cpu"
 
@@ -80,7 +81,10 @@ class Sampler:
         if len(pool) == 0:
             return None
         i = int(self.rng.choice(pool))
-        return self._face(i) if m == "face" else getattr(self.banks, m).item(i)
+        if m == "face":
+            return self._face(i)
+        seq = getattr(self.banks, m).item(i)
+        return seq[: self.s.max_text_tokens] if m == "text" else seq
 
     def batch(self) -> dict[str, np.ndarray]:
         b = self.s.batch
@@ -114,7 +118,7 @@ class Sampler:
             else:
                 sb = self.banks.sarcasm
                 i = int(self.rng.integers(len(sb)))
-                row = {"text": sb.item(i)}
+                row = {"text": sb.item(i)[: self.s.max_text_tokens]}
                 for m in ("face", "voice"):
                     row[m] = self._pick(m, int(self.rng.integers(N))) if self.rng.random() < 0.5 else None
                 sarc_target[r] = float(sb.labels[i])
@@ -157,7 +161,7 @@ def train(banks: Banks, config: FusionConfig, settings: TrainSettings,
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
         opt.step()
         sched.step()
-        running.append(float(loss))
+        running.append(loss.item())
         if (step + 1) % 500 == 0:
             log(f"  step {step + 1}/{settings.steps}: loss {np.mean(running[-500:]):.3f}")
     head.eval()

@@ -147,14 +147,14 @@ def test_av_ravdess_rows(tmp_path, capsys, assets, pack_dir) -> None:
     for p in src:
         shutil.copy(p, tmp_path / p.name)
     r = run_eval(capsys, "av-ravdess", "--data", str(tmp_path))
-    assert r["n"] == 2 and set(r["rows"]) == {"face-only", "voice-only"}
+    assert r["n"] == 2 and set(r["rows"]) == {"face-only", "voice-only", "fused"}
     assert all(0.0 <= row["accuracy"] <= 1.0 and row["accuracy"] * 2 == int(row["accuracy"] * 2)
                for row in r["rows"].values())
-    assert any(n.startswith("fused: not available yet") for n in r["notes"])
+    assert any(n.startswith("fused: the fusion head") for n in r["notes"])
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["sarcasm-mustard", "--data", "x.json"], "not supported yet"),
+    (["sarcasm-mustard", "--data", "README.md"], "is not readable JSON"),
     (["face-fer2013", "--data", "/nonexistent.npz"], "does not exist"),
     (["text-meld", "--data", "README.md"], "lacks the columns"),
     (["voice-emodb", "--data", "docs"], "no EmoDB-named wav files"),
