@@ -155,22 +155,45 @@ def venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
 
+def development_pins() -> list[str]:
+    """``name==version`` of every distribution in the development install running this script, if it is one.
+
+    The bundle then gets the versions the project was tested with (a newer onnxruntime or PySide6 from the
+    index could change results or crash; PySide6 6.12.0 does on Python 3.11). Run from a Python without
+    mmdesk installed, the bundle gets the newest versions pyproject.toml allows."""
+    import importlib.metadata as md
+
+    try:
+        md.distribution("mmdesk")
+    except md.PackageNotFoundError:
+        return []
+    pins = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in md.distributions() if d.metadata["Name"]}
+    if "onnxruntime-gpu" in pins:  # the CPU and GPU packages are released together with the same versions
+        pins.setdefault("onnxruntime", pins["onnxruntime-gpu"])
+    skip = {"mmdesk", "pip", "setuptools", "wheel", "pyinstaller", "pyinstaller-hooks-contrib"}
+    return sorted(f"{name}=={version}" for name, version in pins.items() if name not in skip)
+
+
 def ensure_runtime_env(venv: Path, onnxruntime: str, work: Path) -> Path:
     reqs = runtime_requirements(onnxruntime)
     whisper = faster_whisper_requirement()
-    key = hashlib.sha256(json.dumps([reqs, whisper, BUILD_TOOLS, sys.version]).encode()).hexdigest()[:16]
+    pins = development_pins()
+    key = hashlib.sha256(json.dumps([reqs, whisper, BUILD_TOOLS, pins, sys.version]).encode()).hexdigest()[:16]
     stamp = venv / ".mmdesk-runtime-env"
     py = venv_python(venv)
     if py.exists() and stamp.is_file() and stamp.read_text().strip() == key:
         log(f"runtime environment {venv} is up to date (requirements {key})")
         return py
-    log(f"creating the runtime environment {venv} (no torch, no transformers; pip's wheel cache is reused)")
+    log(f"creating the runtime environment {venv} (no torch, no transformers; pip's wheel cache is reused; "
+        + (f"versions pinned to the development install's, {len(pins)} pins)" if pins else "newest versions)"))
     shutil.rmtree(venv, ignore_errors=True)
     run([sys.executable, "-m", "venv", str(venv)])
     pip = [str(py), "-m", "pip", "--disable-pip-version-check", "install", "-q"]
+    constraints = work / "constraints.txt"
+    constraints.write_text("".join(f"{p}\n" for p in pins), encoding="utf-8")
     pip_log = work / "pip.log"
-    run([*pip, *reqs, *BUILD_TOOLS], quiet_log=pip_log)
-    run([*pip, "--no-deps", whisper], quiet_log=pip_log)
+    run([*pip, "-c", str(constraints), *reqs, *BUILD_TOOLS], quiet_log=pip_log)
+    run([*pip, "-c", str(constraints), "--no-deps", whisper], quiet_log=pip_log)
     stamp.write_text(key + "\n")
     return py
 
