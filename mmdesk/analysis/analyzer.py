@@ -88,7 +88,7 @@ class Analyzer:
             self.fusion_problem = "this model pack has no fusion head: run `mmdesk models build`"
         else:
             try:
-                self.fusion = FusionHead(manifest, settings.device, settings.threads)
+                self.fusion = FusionHead(manifest, settings.device)
             except MmdeskError as exc:
                 self.fusion_problem = exc.one_line()
         self._faces: dict[int, _FrameFace] = {}

@@ -132,6 +132,7 @@ def train_fusion(manifest: Manifest, data: FusionData, out_dir: Path, cache: Pat
         log(f"  held-out {k}: {v}")
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "fusion.onnx"
+    save_checkpoint(head, out_dir / "fusion.pt")
     export_s = export_fusion(head, onnx_path)
     sess = ort_session(onnx_path)
     from mmdesk.training.fusion_export import example_inputs
@@ -201,6 +202,26 @@ def _add_aligned(manifest: Manifest, data: FusionData, tr: Banks, va: Banks,
         log(f"aligned {layout} {path}: {len(items)} clips → {len(examples)} windows"
             + (f"; {len(problems) + len(failed)} skipped" if problems or failed else ""))
     return info
+
+
+def save_checkpoint(head, path: Path) -> None:
+    """The torch weights with their keyword-only config, so the head can be rebuilt exactly."""
+    import torch
+
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save({"config": head.config.to_dict(), "state_dict": head.state_dict()}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path):
+    import torch
+
+    from mmdesk.training.fusion_model import FusionConfig, FusionHead
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    head = FusionHead(FusionConfig(**ckpt["config"]))
+    head.load_state_dict(ckpt["state_dict"])
+    return head.eval()
 
 
 def default_irony(assets: Path) -> Sequence[Path]:

@@ -68,3 +68,22 @@ def test_masked_content_does_not_change_the_output(exported) -> None:
     b = sess.run(None, feeds)
     for x, y in zip(a, b):
         assert np.abs(x - y).max() < 1e-6
+
+
+def test_checkpoint_round_trip_keeps_config_and_weights(exported, tmp_path) -> None:
+    from mmdesk.training.fusion import load_checkpoint, save_checkpoint
+
+    head, _ = exported
+    save_checkpoint(head, tmp_path / "fusion.pt")
+    again = load_checkpoint(tmp_path / "fusion.pt")
+    assert again.config == head.config
+    feeds = _batch(head, (3, 4, 5), {"face", "text"})
+    with torch.no_grad():
+        a = head(*(torch.from_numpy(feeds[n]) for n in INPUT_NAMES))
+        b = again(*(torch.from_numpy(feeds[n]) for n in INPUT_NAMES))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_config_is_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        FusionConfig(128, 128, 384)  # type: ignore[misc]
