@@ -108,7 +108,7 @@ class AudioView(QWidget):
         if abs(top - self._top) > 0.02:
             self._top = top
             self.plot.setYRange(-top, top, padding=0)
-            self.plot.getAxis("left").setTicks([[(-top, f"{-top:.2f}"), (0, "0"), (top, f"{top:.2f}")]])
+            self.plot.getAxis("left").setTicks([[(0, "0")]])
 
     def clear(self) -> None:
         self.curve.setData([], [])

@@ -93,6 +93,9 @@ class AttributionPanel(QWidget):
         self.title.setWordWrap(True)
         self.bars = ContributionBars()
         self.message = _muted(FUSION_MISSING)
+        self.stack_title = QLabel("Contribution per window: " + " ".join(
+            f"<span style='color:{MODALITY_COLORS[m]}'>■</span> {m}" for m in MODALITIES))
+        self.stack_title.setTextFormat(Qt.TextFormat.RichText)
         self.stack = pg.PlotWidget(background="w")
         self.stack.setMenuEnabled(False)
         self.stack.setMouseEnabled(x=False, y=False)
@@ -107,6 +110,7 @@ class AttributionPanel(QWidget):
         lay.addWidget(self.title)
         lay.addWidget(self.message)
         lay.addWidget(self.bars)
+        lay.addWidget(self.stack_title)
         lay.addWidget(self.stack, 1)
 
     def show_window(self, record: dict | None, data: SessionData) -> None:
@@ -136,13 +140,15 @@ class AttributionPanel(QWidget):
         t, vals = data.contributions()
         ok = np.isfinite(vals).all(axis=1)
         self.stack.setVisible(bool(ok.any()))
+        self.stack_title.setVisible(bool(ok.any()))
         for item in self.stack_items.values():
             self.stack.removeItem(item)
         self.stack_items.clear()
         if not ok.any():
             return
         t, vals = t[ok], vals[ok]
-        width = float(np.median(np.diff(t))) * 0.9 if len(t) > 1 else 0.4
+        gaps = np.diff(t)
+        width = float(gaps[gaps > 1e-6].min()) * 0.85 if (gaps > 1e-6).any() else 0.4
         pos_base = np.zeros(len(t))
         neg_base = np.zeros(len(t))
         for k, m in enumerate(MODALITIES):
@@ -206,7 +212,8 @@ class _Card(QFrame):
                            "QLabel { border: none; background: transparent; }")
         self.title = QLabel(f"<b>{title}</b>")
         self.label = QLabel("")
-        self.detail = _muted("")
+        self.detail = QLabel("")
+        self.detail.setObjectName("muted")  # one line: the row keeps its height
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 4, 8, 4)
         lay.setSpacing(1)
@@ -242,8 +249,8 @@ class AloneRow(QWidget):
         for m in MODALITIES:
             d = record.get(m) or {}
             a = alone.get(m)
-            if a:  # the fusion head with only this modality
-                probs, source = a["probs"], "fusion head, this modality only"
+            if a:  # the fusion head shown only this modality
+                probs, source = a["probs"], "fusion head"
                 sarcasm = a.get("sarcasm")
             elif d.get("present"):  # the unimodal model
                 probs, source, sarcasm = d["probs"], "unimodal model", None
@@ -251,14 +258,14 @@ class AloneRow(QWidget):
                 self.cards[m].set("absent", d.get("reason", ""), MUTED)
                 continue
             top = max(LABELS, key=lambda k: probs.get(k, 0.0))
-            extra = f"; sarcasm {sarcasm:.2f}" if sarcasm is not None else ""
-            self.cards[m].set(f"{top} {probs[top]:.2f}", f"{source}{extra}", LABEL_COLORS[top])
+            extra = f"sarcasm {sarcasm:.2f} · " if sarcasm is not None else ""
+            self.cards[m].set(f"{top} {probs[top]:.2f}", f"{extra}{source}", LABEL_COLORS[top])
             self.shown[m] = top
         fused = record.get("fused")
         if fused:
             top = fused["label"]
             self.cards["fused"].set(f"{top} {fused['probs'][top]:.2f}",
-                                    f"sarcasm {fused['sarcasm']:.2f}; incongruity {fused.get('incongruity', 0):.2f}",
+                                    f"sarcasm {fused['sarcasm']:.2f} · incongruity {fused.get('incongruity', 0):.2f}",
                                     LABEL_COLORS.get(top))
             self.shown["fused"] = top
         else:

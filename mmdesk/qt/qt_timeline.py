@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from mmdesk.core.labels import LABELS
@@ -42,15 +42,18 @@ class Timeline(QWidget):
         self.plot.setYRange(0, 1.02, padding=0)
         self.plot.setMouseEnabled(x=True, y=False)
         self.plot.getViewBox().setLimits(yMin=-0.02, yMax=1.05, xMin=-1)
-        legend = self.plot.addLegend(offset=(8, 4), colCount=8, labelTextSize="8pt")
-        legend.setBrush(pg.mkBrush(255, 255, 255, 200))
         self.curves: dict[str, pg.PlotDataItem] = {}
         for label in LABELS:
             self.curves[label] = self.plot.plot(
-                [], [], name=label, pen=pg.mkPen(LABEL_COLORS[label], width=2), connect="finite")
+                [], [], pen=pg.mkPen(LABEL_COLORS[label], width=2), connect="finite")
         self.curves["sarcasm"] = self.plot.plot(
-            [], [], name="sarcasm", pen=pg.mkPen(SARCASM_COLOR, width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
+            [], [], pen=pg.mkPen(SARCASM_COLOR, width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
             connect="finite")
+        # the legend sits above the plot, where it never hides a line near p = 1
+        legend = QLabel("  ".join(
+            [f"<span style='color:{LABEL_COLORS[k]}'>━</span> {k}" for k in LABELS]
+            + [f"<span style='color:{SARCASM_COLOR}'>┅</span> sarcasm"]))
+        legend.setTextFormat(Qt.TextFormat.RichText)
         self.selection = pg.LinearRegionItem(movable=False, brush=pg.mkBrush(59, 130, 246, 40),
                                              pen=pg.mkPen(59, 130, 246, 120))
         self.selection.setVisible(False)
@@ -66,6 +69,7 @@ class Timeline(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(head)
+        lay.addWidget(legend)
         lay.addWidget(self.plot, 1)
 
     # -- data --------------------------------------------------------------------------------------

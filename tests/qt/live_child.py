@@ -56,18 +56,22 @@ def main(camera: str, seconds: float) -> dict:
         "voice_reasons": sorted({r["voice"].get("reason", "") for r in windows}),
         "vad_max": max((r["voice"]["vad_prob"] for r in windows), default=0.0),
         "timeline_points": len(w.timeline.curves["happy"].getData()[0] if windows else ()),
-        "last_face_happy": next((r["face"]["probs"]["happy"] for r in reversed(windows) if r["face"]["present"]), None),
+        "timeline_source": w.timeline.source,
+        "last_happy": None,
         "timeline_last_happy": None,
         "provider": w.stat["provider"].text(),
         "status": {k: v.text() for k, v in w.stat.items()},
         "dropped_windows": stats.dropped_windows if stats else None,
         "stalls": meter.report(),
     }
-    face_windows = [r for r in windows if r["face"]["present"]]
-    if face_windows and w.timeline.source == "face":
+    # the newest window the plotted judgement has a value for, as the timeline shows it
+    src = w.timeline.source
+    shown = [r for r in windows if (r.get("fused") if src == "fused" else r[src].get("probs"))]
+    if shown:
+        last = shown[-1]
+        out["last_happy"] = (last["fused"] if src == "fused" else last[src])["probs"]["happy"]
         x, y = w.timeline.curves["happy"].getData()
-        centre = (face_windows[-1]["start"] + face_windows[-1]["end"]) / 2
-        out["timeline_last_happy"] = float(y[list(x).index(centre)])
+        out["timeline_last_happy"] = float(y[list(x).index((last["start"] + last["end"]) / 2)])
     w.shutdown()
     w.deleteLater()
     app.processEvents()
