@@ -26,6 +26,9 @@ from mmdesk.errors import MmdeskError, ModelError
 from mmdesk.inference.manifest import Manifest, verify_file
 
 PACK_MODEL = "pack"
+#: a decoding that looks wrong (repetitive, or improbable) is retried hotter; Whisper's default has six
+#: steps, which made speech the model does not know cost six decodings: three are enough to escape a loop
+FALLBACK_TEMPERATURES = (0.0, 0.4, 0.8)
 _HINT_MODEL = (
     "pass --asr-model with a CTranslate2 Whisper folder, or a model name such as 'small' when online; "
     "`mmdesk models build` restores the pack's model"
@@ -115,7 +118,7 @@ class WhisperEngine:
         """Transcribe 16 kHz mono float32 audio (up to 30 s) with word timestamps."""
         segments, info = self._model.transcribe(
             audio, language=language, beam_size=1, word_timestamps=True, vad_filter=False,
-            condition_on_previous_text=False,
+            condition_on_previous_text=False, temperature=FALLBACK_TEMPERATURES,
         )
         words = tuple(
             Word(float(w.start), max(float(w.end), float(w.start)), w.word.strip(), float(w.probability))
