@@ -162,7 +162,8 @@ def _live_latency(transcriber: Any, chunks: list[Any]) -> dict[str, Any]:
     return {"finals": live.finals, "partials": live.partials,
             "latency_median_s": round(float(np.median(lat)), 3) if lat else None,
             "latency_max_s": round(float(np.max(lat)), 3) if lat else None,
-            "latencies_s": [round(x, 3) for x in lat], "dropped_seconds": live.dropped_seconds}  # fmt: skip
+            "latencies_s": [round(x, 3) for x in lat], "dropped_seconds": live.dropped_seconds,
+            "final_cpu_median_s": round(float(np.median(live.final_cpu_seconds)), 3) if lat else None}  # fmt: skip
 
 
 def print_asr(r: dict[str, Any]) -> None:
@@ -176,6 +177,7 @@ def print_asr(r: dict[str, Any]) -> None:
     if r["live"]:
         lv = r["live"]
         print(f"live (two_cities.wav in real time): {lv['finals']} finals, {lv['partials']} partials; end of speech "
-              f"-> final text: median {lv['latency_median_s']} s, max {lv['latency_max_s']} s")
+              f"-> final text: median {lv['latency_median_s']} s, max {lv['latency_max_s']} s; "
+              f"CPU time of a final's Whisper call: median {lv['final_cpu_median_s']} s")
     for note in r["notes"]:
         print(f"note: {note}")

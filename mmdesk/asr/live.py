@@ -59,6 +59,8 @@ class SpeechTextSource(LiveSource):
         self.min_confidence = min_confidence
         #: seconds from the end of an utterance's speech being fed to its final event
         self.latencies: list[float] = []
+        #: process CPU seconds of each final's Whisper call (what the latency costs without other load)
+        self.final_cpu_seconds: list[float] = []
         #: utterances not sent because their mean word probability was below ``min_confidence``
         self.held_back: list[Utterance] = []
         self.partials = 0
@@ -141,7 +143,10 @@ class SpeechTextSource(LiveSource):
 
     def _final(self, seg: SpeechSegment) -> None:
         self._partial_at = 0.0
-        for u in self.transcriber.transcribe([seg]):
+        cpu = time.process_time()
+        utterances = self.transcriber.transcribe([seg])
+        self.final_cpu_seconds.append(time.process_time() - cpu)
+        for u in utterances:
             if u.confidence < self.min_confidence:
                 self.held_back.append(u)
                 continue
