@@ -90,7 +90,8 @@ class WhisperEngine:
             )
         except Exception as exc:  # noqa: BLE001 - faster-whisper, huggingface_hub and ctranslate2 raise many types
             first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            raise ModelError(f"cannot load the Whisper model {choice.name!r}: {first}", _HINT_MODEL) from None
+            where = "" if Path(choice.location).is_dir() else " from the Hugging Face cache or hub (offline?)"
+            raise ModelError(f"cannot load the Whisper model {choice.name!r}{where}: {first}", _HINT_MODEL) from None
         self.multilingual = bool(self._model.model.is_multilingual)
 
     @property
