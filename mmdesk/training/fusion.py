@@ -53,6 +53,7 @@ class FusionData:
     mustard: Path | None
     irony: tuple[Path, ...]
     aligned: tuple[tuple[str, Path], ...] = ()  # (layout, path) of clips recorded with all modalities
+    faces_per_class: int = 1000  # FER2013 train images per label (disgust has fewer)
 
 
 def _banks(manifest: Manifest, data: FusionData, cache: Path, seed: int,
@@ -62,7 +63,7 @@ def _banks(manifest: Manifest, data: FusionData, cache: Path, seed: int,
     from mmdesk.perception.voice import VoiceEmotion
 
     inputs = [data.fer, data.emodb, data.ravdess, data.meld, data.mustard, *data.irony]
-    key = cache_key(manifest, ENCODERS, inputs, {"seed": seed, "v": 1})
+    key = cache_key(manifest, ENCODERS, inputs, {"seed": seed, "v": 1, "faces": data.faces_per_class})
     path = cache / f"fusion-banks-{key}.npz"
     names = ("face", "voice", "text", "sarcasm", "vface", "vvoice", "vtext", "vsarcasm")
     if path.is_file():
@@ -77,8 +78,8 @@ def _banks(manifest: Manifest, data: FusionData, cache: Path, seed: int,
         if expr.embedding_dim is None or voice.frames_dim is None:
             raise MmdeskError("the pack's face or voice model has no embedding output", "run `mmdesk models build`")
         loaded = {
-            "face": face_bank(expr, data.fer, "train", 1000, 4, seed, log),
-            "vface": face_bank(expr, data.fer, "val", 200, 4, seed + 1, log),
+            "face": face_bank(expr, data.fer, "train", data.faces_per_class, 4, seed, log),
+            "vface": face_bank(expr, data.fer, "val", max(1, data.faces_per_class // 5), 4, seed + 1, log),
         }
         voices = voice_bank(voice, data.emodb, data.ravdess, log)
         held = np.isin(voices.groups, VAL_SPEAKERS)
