@@ -159,11 +159,11 @@ def test_tiny_training_run(tmp_path, assets):
     from mmdesk.training.sarcasm import train_sarcasm
 
     data = json.loads((assets / "text" / "mustard" / "sarcasm_data.json").read_text(encoding="utf-8"))
-    keys = sorted(data)[:10] + sorted(data)[-10:]
+    keys = sorted(data)[:5] + sorted(data)[-5:]
     small = tmp_path / "mustard.json"
     small.write_text(json.dumps({k: data[k] for k in keys}), encoding="utf-8")
     meta = train_sarcasm(small, None, tmp_path / "out", epochs=1, device="cpu", log=lambda _m: None)
     assert (tmp_path / "out" / "sarcasm_adapters.npz").is_file()
     assert meta["sha256"] == sha256_file(tmp_path / "out" / "sarcasm_adapters.npz")
-    assert len(meta["metrics"]["cv_predictions"]["p_sarcastic"]) == 20
+    assert len(meta["metrics"]["cv_predictions"]["p_sarcastic"]) == 10
     assert meta["training"]["recipe"]["irony"] is False and 0 <= meta["metrics"]["cv5"]["accuracy"] <= 1

@@ -113,7 +113,7 @@ def test_tiny_finetuning_run(tmp_path, assets):
     from mmdesk.training.text_finetune import train_text_finetune
 
     src = assets / "text" / "meld"
-    for name, n in (("train_sent_emo.csv", 48), ("dev_sent_emo.csv", 24)):
+    for name, n in (("train_sent_emo.csv", 32), ("dev_sent_emo.csv", 16)):
         rows = list(csv.DictReader(read_text_robust(src / name).splitlines()))[:n]
         with (tmp_path / name).open("w", encoding="utf-8", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
