@@ -448,7 +448,7 @@ class MainWindow(QMainWindow):
             self.text_box.clear()
 
     def _on_text(self, e: TextEvent) -> None:
-        self.transcript.add(e.start, e.text, e.origin)
+        self.transcript.add(e.start, e.text, e.origin, e.final)
 
     # == clips and sessions =====================================================================
     def choose_clip(self) -> None:

@@ -284,12 +284,19 @@ class TranscriptPane(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.view)
         self.lines: list[str] = []
+        self._partial = False  # the last line is a partial transcript, to be replaced
 
-    def add(self, t: float, text: str, origin: str) -> None:
-        line = f"[{int(t // 60)}:{t % 60:04.1f}] ({origin}) {text}"
-        if not self.lines or self.lines[-1] != line:
+    def add(self, t: float, text: str, origin: str, final: bool = True) -> None:
+        """Append a line; a partial transcript is replaced by the next partial or its final."""
+        line = f"[{int(t // 60)}:{t % 60:04.1f}] ({origin}{'' if final else ', partial'}) {text}"
+        if self._partial:
+            self.lines[-1] = line
+            self.view.setPlainText("\n".join(self.lines))
+            self.view.verticalScrollBar().setValue(self.view.verticalScrollBar().maximum())
+        elif not self.lines or self.lines[-1] != line:
             self.lines.append(line)
             self.view.appendPlainText(line)
+        self._partial = not final
 
     def show_data(self, data: SessionData) -> None:
         self.clear()
@@ -298,4 +305,5 @@ class TranscriptPane(QWidget):
 
     def clear(self) -> None:
         self.lines.clear()
+        self._partial = False
         self.view.clear()

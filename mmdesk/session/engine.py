@@ -16,6 +16,8 @@ from mmdesk.inference.pack import open_pack, resolve_pack_dir
 
 if TYPE_CHECKING:
     from mmdesk.asr.events import ClipSpeechText
+    from mmdesk.asr.live import SpeechTextSource
+    from mmdesk.core.clock import SessionClock
 
 
 @dataclass(frozen=True)
@@ -60,22 +62,46 @@ class Engine:
     def loaded(self) -> Analyzer | None:
         return self._analyzer
 
+    @property
+    def speech_loaded(self) -> bool:
+        return self._whisper is not None
+
+    def load_speech(self) -> object:
+        """The Whisper model (loaded on first use, seconds; then shared by every clip and session)."""
+        from mmdesk.asr.engine import WhisperEngine, choose_model
+
+        self.analyzer()
+        assert self._manifest is not None
+        with self._speech_lock:  # not ``_lock``: a live session must not wait for Whisper to load
+            if self._whisper is None:
+                self._whisper = WhisperEngine(choose_model(None, self._manifest), device=self.settings.device,
+                                              threads=self.settings.threads)
+        return self._whisper
+
+    def live_speech(self, clock: SessionClock) -> SpeechTextSource:
+        """An opened live transcription source on the session clock (Whisper loaded once)."""
+        from mmdesk.asr.live import SpeechTextSource
+        from mmdesk.asr.segmenter import SpeechSegmenter
+        from mmdesk.asr.transcriber import SpeechTranscriber
+        from mmdesk.perception.vad import SileroVad
+
+        whisper = self.load_speech()
+        assert self._manifest is not None
+        src = SpeechTextSource(SpeechTranscriber(whisper, SpeechSegmenter(SileroVad(self._manifest))),  # type: ignore[arg-type]
+                               clock=clock)
+        src.open()
+        return src
+
     def clip_speech(self) -> ClipSpeechText:
         """A fresh ASR stage for one clip (as ``mmdesk analyze`` uses), on a Whisper model loaded once."""
-        from mmdesk.asr.engine import WhisperEngine, choose_model
         from mmdesk.asr.events import ClipSpeechText, TextTrack
         from mmdesk.asr.segmenter import SpeechSegmenter
         from mmdesk.asr.transcriber import SpeechTranscriber
         from mmdesk.perception.vad import SileroVad
 
-        self.analyzer()
-        manifest = self._manifest
-        assert manifest is not None
-        with self._speech_lock:  # not ``_lock``: a live session must not wait for Whisper to load
-            if self._whisper is None:
-                self._whisper = WhisperEngine(choose_model(None, manifest), device=self.settings.device,
-                                              threads=self.settings.threads)
-        transcriber = SpeechTranscriber(self._whisper, SpeechSegmenter(SileroVad(manifest)))  # type: ignore[arg-type]
+        whisper = self.load_speech()
+        assert self._manifest is not None
+        transcriber = SpeechTranscriber(whisper, SpeechSegmenter(SileroVad(self._manifest)))  # type: ignore[arg-type]
         return ClipSpeechText(transcriber, TextTrack("words"))
 
 

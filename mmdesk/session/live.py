@@ -56,6 +56,7 @@ class LiveSettings:
     hop: float = 0.5
     fps: float = 5.0  # analysed frames per second (the preview shows every frame)
     slack: float = 0.3  # windows close this long after their end, so late audio blocks still count
+    asr: bool = True  # transcribe the microphone (text reaches the windows still open when it arrives)
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,8 @@ class LiveSession:
         self.text.open()
         self._camera: LiveSource | None = None
         self._microphone: LiveSource | None = None
+        self._speech: Any = None  # mmdesk.asr.live.SpeechTextSource while a microphone is on
+        self._speech_ending: list[Any] = []  # closing transcribers: drained until their last text
         self._lock = threading.Lock()
         self._generation = {"camera": 0, "microphone": 0}  # a newer choice wins over a slow open
         self._windower = Windower(self.spec, has_video=False, has_audio=False)
@@ -170,6 +173,8 @@ class LiveSession:
             self._started = True
             self._run(self._capture_loop)
             self._run(self._inference_loop)
+            if self.settings.asr:
+                self._run(self._load_speech)  # so a microphone chosen later transcribes at once
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -180,9 +185,12 @@ class LiveSession:
                 done.wait(timeout)
         with self._lock:
             cam, mic, self._camera, self._microphone = self._camera, self._microphone, None, None
+            speech, self._speech = self._speech, None
         for src in (cam, mic):
             if src is not None:
                 src.close()
+        if speech is not None:
+            speech.close(timeout=timeout)
         self.text.close()
 
     @property
@@ -236,6 +244,28 @@ class LiveSession:
             return
         name = getattr(src, "info", {}).get("name") or device
         self._device_event(DeviceEvent(kind, True, device, f"{kind} {name} active"))
+        if kind == "microphone" and self.settings.asr:
+            self._start_transcribing(src, device)
+
+    def _load_speech(self) -> None:
+        try:
+            self.engine.load_speech()
+        except MmdeskError:
+            pass  # reported when a microphone is chosen
+
+    def _start_transcribing(self, mic: LiveSource, device: int | str | None) -> None:
+        """Attach live speech-to-text once its model is loaded (the microphone already runs)."""
+        try:
+            speech = self.engine.live_speech(self.clock)
+        except MmdeskError as e:  # no speech model: the rest of the session still works
+            self._device_event(DeviceEvent("microphone", True, device, f"no live transcription: {e.one_line()}"))
+            return
+        with self._lock:
+            attached = self._microphone is mic and not self._stop.is_set()
+            if attached:
+                self._speech = speech
+        if not attached:
+            speech.close(timeout=0)
 
     def _device_event(self, event: DeviceEvent) -> None:
         if not self._stop.is_set():  # after stop() the listener may be gone (a closed window)
@@ -251,6 +281,10 @@ class LiveSession:
         else:
             self._microphone = src
             self._windower.has_audio = src is not None
+            if src is None and self._speech is not None:
+                speech, self._speech = self._speech, None
+                self._speech_ending.append(speech)  # its last words still reach the windows
+                self._run(speech.close)  # it transcribes what it still holds: never on this thread
 
     # -- what the GUI polls (any thread) -----------------------------------------------------------
     @property
@@ -295,10 +329,12 @@ class LiveSession:
         try:
             while not self._stop.wait(POLL_S):
                 with self._lock:
-                    sources = [("camera", self._camera), ("microphone", self._microphone), ("text", self.text)]
+                    sources = [("camera", self._camera), ("microphone", self._microphone), ("text", self.text),
+                               ("speech", self._speech)] + [("speech", s) for s in self._speech_ending]
                     for kind, src in sources:
                         if src is not None:
                             self._drain(kind, src)
+                    self._speech_ending = [s for s in self._speech_ending if not s.exhausted]
                     windows = self._windower.ready(self.clock.now() - self.settings.slack)
                     self._dropped_items = self._dropped_items_closed + sum(
                         s.dropped for s in (self._camera, self._microphone) if s is not None)
@@ -322,10 +358,13 @@ class LiveSession:
             elif isinstance(item, AudioChunk):
                 self._keep_audio(item.samples)
                 self._windower.push(item)
+                if self._speech is not None:
+                    self._speech.feed(item)
             elif isinstance(item, TextEvent):
-                self._windower.push(item)
+                if item.final:  # partial transcripts are for the screen; the final one is judged
+                    self._windower.push(item)
                 self.on_text(item)
-        if kind != "text" and getattr(src, "lost", False) and src.exhausted:
+        if kind in ("camera", "microphone") and getattr(src, "lost", False) and src.exhausted:
             self._dropped_items_closed += src.dropped
             self._set_source(kind, None)  # type: ignore[arg-type]
             self._generation[kind] += 1

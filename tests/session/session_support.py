@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 CAPTURE_TESTS = Path(__file__).resolve().parents[1] / "capture"
@@ -15,6 +17,11 @@ if str(CAPTURE_TESTS) not in sys.path:
     sys.path.insert(0, str(CAPTURE_TESTS))
 
 from capture_support import MjpegServer, _listening, alsa_mic, free_port  # noqa: F401  (fixtures)
+
+from mmdesk.capture.clip import ClipSource
+from mmdesk.capture.live import LiveSource
+from mmdesk.core.clock import SessionClock
+from mmdesk.core.types import AudioChunk
 
 CLIP = "av/ravdess_actor05/01-01-03-01-01-02-05.mp4"  # 3.2 s, happy, 1280x720
 
@@ -34,6 +41,40 @@ def engine(pack_dir: Path):
     e = Engine(EngineSettings(device="cpu", models=str(pack_dir)))
     e.analyzer()
     return e
+
+
+class FileMicrophone(LiveSource):
+    """A microphone that plays a clip's audio track in real time onto the session clock (the
+    way a device delivers it: 100 ms blocks, timestamped when they are due)."""
+
+    def __init__(self, path: Path, clock: SessionClock) -> None:
+        super().__init__(clock=clock, buffer=64)
+        self.path = path
+        self.info = {"name": f"file {path.name}"}
+        self._thread = threading.Thread(target=self._play, daemon=True)
+
+    def open(self) -> None:
+        self._opened = True
+        self._thread.start()
+
+    def _play(self) -> None:
+        with ClipSource(self.path, video=False, subtitles=False) as src:
+            chunks = [c for c in iter(lambda: src.read(timeout=1.0), None) if isinstance(c, AudioChunk)]
+        audio = np.concatenate([c.samples for c in chunks])
+        t0 = self.clock.now()
+        block = 1600
+        for i in range(0, len(audio), block):
+            due = t0 + (i + block) / 16_000
+            while self.clock.now() < due and not self._closed:
+                time.sleep(0.01)
+            if self._closed:
+                return
+            self._buffer.put(AudioChunk(t0 + i / 16_000, audio[i : i + block].copy()))
+        self._mark_lost(f"{self.path.name} ended")  # like a device unplugged after the clip
+
+    def close(self) -> None:
+        self._closed = True
+        self._buffer.close()
 
 
 @pytest.fixture

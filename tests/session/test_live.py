@@ -74,6 +74,35 @@ def test_live_camera_and_typed_text_then_camera_lost(engine, clip_camera, ravdes
         session.stop()
 
 
+def test_live_microphone_is_judged_and_transcribed(engine, ravdess_clip: Path) -> None:
+    """A file-backed microphone playing a RAVDESS sentence: voice judged, speech transcribed."""
+    from session_support import FileMicrophone
+
+    c = Collector()
+    session = LiveSession(engine, LiveSettings(), **c.kw(),
+                          open_microphone=lambda device, clock: _opened(FileMicrophone(ravdess_clip, clock)))
+    session.start()
+    try:
+        assert c.wait(lambda: engine.speech_loaded, 60)  # as when a user starts talking later
+        session.set_microphone("file")
+        assert c.wait(lambda: any(e.kind == "microphone" and not e.ok for e in c.devices), 30), c.devices
+        finals = [e for e in c.texts if e.final]
+        assert c.wait(lambda: [e for e in c.texts if e.final], 20), c.texts
+        finals = [e for e in c.texts if e.final]
+        assert "talking by the door" in finals[0].text.lower() and finals[0].origin == "asr"
+        windows = c.windows()
+        assert any(w["voice"]["present"] for w in windows), [w["voice"] for w in windows]
+        assert all(w["face"]["reason"] == "no camera" for w in windows)
+        assert session.stats().windows == len(windows) and not c.failed
+    finally:
+        session.stop()
+
+
+def _opened(src):
+    src.open()
+    return src
+
+
 def test_missing_devices_leave_text_only_analysis(engine) -> None:
     c = Collector()
     session = LiveSession(engine, LiveSettings(), **c.kw()).start()
