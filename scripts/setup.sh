@@ -13,7 +13,7 @@ TORCH_SPEC="${MMDESK_TORCH:-torch==2.13.0}"
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 apt_packages=(ffmpeg espeak-ng libportaudio2 libpulse0 alsa-utils libasound2-plugins
-              libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 xvfb)
+              libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 xvfb binutils)
 if command -v apt-get >/dev/null 2>&1 && [ "${MMDESK_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${apt_packages[@]}"; do
