@@ -18,6 +18,7 @@ from mmdesk.core.labels import LABELS
 from mmdesk.core.types import (
     AudioChunk,
     FaceResult,
+    TextEvent,
     TextResult,
     VoiceResult,
     Window,
@@ -32,10 +33,13 @@ from mmdesk.perception.face import (
     FaceExpression,
     face_crop,
 )
+from mmdesk.perception.sarcasm import Sarcasm
 from mmdesk.perception.text import TextEmotion
 from mmdesk.perception.vad import SileroVad
 from mmdesk.perception.voice import VoiceEmotion
 
+CONTEXT_S = 10.0  # text that ended this long before a window's text can be its context
+MAX_CONTEXT_CHARS = 300
 MAX_FRAME_SIDE = 1280  # larger frames (4K) are scaled down once on arrival; faces stay > 64 px
 
 
@@ -81,6 +85,9 @@ class Analyzer:
         self.vad = SileroVad(manifest)
         self.voice = VoiceEmotion(manifest, settings.device, settings.threads)
         self.text = TextEmotion(manifest, settings.device, settings.threads)
+        # the dedicated text+context sarcasm model; packs built before it have none
+        self.sarcasm = Sarcasm(manifest, settings.device, settings.threads) if "sarcasm" in manifest.entries else None
+        self._lines: collections.OrderedDict[tuple[float, str], TextEvent] = collections.OrderedDict()
         # fusion is optional: a pack without a (matching) head still gives per-modality results
         self.fusion: FusionHead | None = None
         self.fusion_problem = ""
@@ -107,11 +114,14 @@ class Analyzer:
             "voice_emotion": self.voice.model.active_provider,
             "text_encoder": self.text.encoder.active_provider,
             "text_emotion": self.text.head.active_provider,
+            **({"sarcasm": self.sarcasm.model.active_provider} if self.sarcasm is not None else {}),
         }
 
     def models(self) -> dict[str, dict[str, str]]:
         out = {}
         models = [self.expression.model, self.vad.model, self.voice.model, self.text.encoder, self.text.head]
+        if self.sarcasm is not None:
+            models.append(self.sarcasm.model)
         if self.fusion is not None:
             models.append(self.fusion.model)
         for m in models:
@@ -233,12 +243,28 @@ class Analyzer:
         if not text:
             return TextResult(False, reason="no text in this window")
         t = time.perf_counter()
-        probs, truncated = self.text.predict(text)
+        context = self._context_before(window)
+        probs, truncated = self.text.predict(text, context)
+        sarcasm = self.sarcasm.predict(text, context) if self.sarcasm is not None else None
         if self.tokens_wanted:
             tokens["text"] = self.text_tokens(text)
         self.times.add("text_encoder", (time.perf_counter() - t) * 1e3)
         origins = tuple(sorted({e.origin for e in window.texts}))
-        return TextResult(True, _probs(probs), text=text, origins=origins, truncated=truncated)
+        return TextResult(True, _probs(probs), text=text, origins=origins, truncated=truncated,
+                          sarcasm=sarcasm, context=context)
+
+    def _context_before(self, window: Window) -> str:
+        """The line said just before this window's text (MUStARD's context): the text events that
+        ended in the CONTEXT_S seconds before it began, a subtitle line or the preceding words."""
+        events = [e for e in window.texts if e.text.strip()]
+        for e in events:
+            self._lines[(e.start, e.text)] = e
+        while len(self._lines) > 256:
+            self._lines.popitem(last=False)
+        first = min(e.start for e in events)
+        before = sorted((e for e in self._lines.values() if first - CONTEXT_S <= e.end <= first + 1e-6),
+                        key=lambda e: e.start)
+        return " ".join(e.text.strip() for e in before)[-MAX_CONTEXT_CHARS:]
 
 
     def text_tokens(self, text: str) -> np.ndarray:

@@ -52,6 +52,8 @@ def _text(t: TextResult) -> dict[str, Any]:
         "text": t.text,
         "origins": list(t.origins),
         "truncated": t.truncated,
+        "sarcasm": None if t.sarcasm is None else round(t.sarcasm, PROB_DIGITS),
+        "context": t.context,
     }
 
 

@@ -111,6 +111,8 @@ class TextResult:
     origins: tuple[str, ...] = ()
     truncated: bool = False
     reason: str = ""
+    sarcasm: float | None = None  # P(sarcastic) from the text + context model, when the pack has one
+    context: str = ""  # the line before, given to the text and sarcasm models
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def manifest(pack_dir: Path):
 
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory, assets: Path, manifest):
-    """The clip with a sidecar subtitle (text from 0.8 s to 2.6 s): face, voice and text present."""
+    """The clip with a sidecar subtitle (two lines: 0–0.7 s, 0.8–2.6 s): face, voice and text present."""
     from mmdesk.analysis.analyzer import Analyzer, AnalyzerSettings
     from mmdesk.analysis.clip import analyse_clip
     from mmdesk.analysis.records import window_record
@@ -36,7 +36,8 @@ def analysed(tmp_path_factory, assets: Path, manifest):
     d = tmp_path_factory.mktemp("fusion")
     clip = d / "happy.mp4"
     shutil.copyfile(assets / CLIP, clip)
-    (d / "happy.srt").write_text("1\n00:00:00,800 --> 00:00:02,600\nKids are talking by the door.\n",
+    (d / "happy.srt").write_text("1\n00:00:00,000 --> 00:00:00,700\nListen.\n\n"
+                                 "2\n00:00:00,800 --> 00:00:02,600\nKids are talking by the door.\n",
                                  encoding="utf-8")
     analyzer = Analyzer(manifest, AnalyzerSettings(device="cpu"))
     assert analyzer.fusion is not None, analyzer.fusion_problem
@@ -86,6 +87,11 @@ def test_text_windows_have_all_three_modalities_and_an_incongruity(analysed) -> 
         assert rec["face"]["present"]
         assert 0.0 <= rec["fused"]["incongruity"] <= 1.0
         assert set(rec["fused"]["valence"]) >= {"text", "face"}
+    # the line said before is the context of the text and sarcasm models
+    later = [r for r in with_text if r["start"] >= 1.0]
+    assert later and all(r["text"]["context"] == "Listen." and r["text"]["text"] == "Kids are talking by the door."
+                         for r in later)
+    assert all(0.0 <= r["text"]["sarcasm"] <= 1.0 for r in with_text)
     no_text = [r for r in records if not r["text"]["present"]]
     assert all(r["fused"]["incongruity"] is None for r in no_text)
 
