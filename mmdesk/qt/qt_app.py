@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from argparse import Namespace
+from dataclasses import asdict
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
@@ -112,7 +113,8 @@ class Script:
 def _when_loaded(engine: Engine, then, deadline: float | None = None) -> None:
     """Call ``then`` once the engine's models are loaded (or failed to, or 120 s passed)."""
     deadline = deadline or time.monotonic() + 120
-    if engine.loaded is not None or engine.load_error or time.monotonic() > deadline:
+    loaded = engine.loaded is not None and (engine.speech_loaded or bool(engine.speech_error))
+    if loaded or engine.load_error or time.monotonic() > deadline:
         then()
     else:
         QTimer.singleShot(50, lambda: _when_loaded(engine, then, deadline))
@@ -152,8 +154,9 @@ def run(args: Namespace) -> int:
         QTimer.singleShot(0, lambda: window.open_path(args.open))
     code = app.exec()
     if meter is not None:
+        live = asdict(window.live.stats()) if window.live is not None else None
         print(json.dumps({"mode": "clip" if args.open else "live", "windows": len(window.data),
-                          "redraws": window.redraws, "stalls": meter.report()}))
+                          "redraws": window.redraws, "stalls": meter.report(), "live": live}))
     window.shutdown()
     window.deleteLater()
     app.processEvents()

@@ -304,9 +304,14 @@ class MainWindow(QMainWindow):
         self.bridge.devices_listed.emit(list_cameras(), list_microphones())
 
     def _preload(self) -> None:
-        """Load the models while the user picks a source; a broken pack is reported when used."""
+        """Load the models while the user picks a source; a broken pack is reported when used.
+
+        Loading Whisper holds the GIL for up to ~0.9 s (CTranslate2 reads the model without
+        releasing it): better once at start-up than in the middle of the first analysis.
+        """
         try:
             self.engine.analyzer()
+            self.engine.load_speech()
         except MmdeskError:
             pass
 

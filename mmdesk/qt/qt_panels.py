@@ -258,15 +258,15 @@ class AloneRow(QWidget):
                 self.cards[m].set("absent", d.get("reason", ""), MUTED)
                 continue
             top = max(LABELS, key=lambda k: probs.get(k, 0.0))
-            extra = f"sarcasm {sarcasm:.2f} · " if sarcasm is not None else ""
+            extra = f"sarcasm {sarcasm:.2f} · " if isinstance(sarcasm, (int, float)) else ""
             self.cards[m].set(f"{top} {probs[top]:.2f}", f"{extra}{source}", LABEL_COLORS[top])
             self.shown[m] = top
         fused = record.get("fused")
         if fused:
             top = fused["label"]
-            self.cards["fused"].set(f"{top} {fused['probs'][top]:.2f}",
-                                    f"sarcasm {fused['sarcasm']:.2f} · incongruity {fused.get('incongruity', 0):.2f}",
-                                    LABEL_COLORS.get(top))
+            parts = [f"{name} {fused[key]:.2f}" for key, name in (("sarcasm", "sarcasm"), ("incongruity", "incongruity"))
+                     if isinstance(fused.get(key), (int, float))]  # incongruity needs two modalities
+            self.cards["fused"].set(f"{top} {fused['probs'][top]:.2f}", " · ".join(parts), LABEL_COLORS.get(top))
             self.shown["fused"] = top
         else:
             self.cards["fused"].set("not available", "no fusion model in this pack", MUTED)

@@ -35,6 +35,8 @@ class Engine:
         self._whisper: object | None = None  # mmdesk.asr WhisperEngine, loaded on first clip needing it
         #: one line, once loading the models failed
         self.load_error = ""
+        #: one line, once loading the speech-to-text model failed
+        self.speech_error = ""
         self._lock = threading.Lock()
         self._speech_lock = threading.Lock()
         #: held by the analysis currently using the analyzer
@@ -74,8 +76,12 @@ class Engine:
         assert self._manifest is not None
         with self._speech_lock:  # not ``_lock``: a live session must not wait for Whisper to load
             if self._whisper is None:
-                self._whisper = WhisperEngine(choose_model(None, self._manifest), device=self.settings.device,
-                                              threads=self.settings.threads)
+                try:
+                    self._whisper = WhisperEngine(choose_model(None, self._manifest), device=self.settings.device,
+                                                  threads=self.settings.threads)
+                except MmdeskError as e:
+                    self.speech_error = e.one_line()
+                    raise
         return self._whisper
 
     def live_speech(self, clock: SessionClock) -> SpeechTextSource:
