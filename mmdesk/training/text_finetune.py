@@ -81,7 +81,7 @@ def train_text_finetune(meld_dir: Path, out: Path, *, encoder: str | None = None
                         epochs: int | None = None, lr: float | None = None,
                         device: str = "auto", search: bool = False, command: str = "",
                         log: Log = print) -> dict[str, Any]:
-    from mmdesk.training.text_head import (
+    from mmdesk.training.minilm_source import (
         ENCODER_REQUIREMENT,
         ENCODER_WHEEL_SHA256,
     )
