@@ -35,6 +35,11 @@ CONTEXTS: tuple[str, ...] = ("words", "utterance")
 #: through the English-only tiny.en 0.4-0.56: docs/asr.md)
 MIN_CONFIDENCE = 0.6
 _MIN_SPAN = 0.01  # a word Whisper gives zero length still covers an instant
+#: windows wait for their words, and meanwhile hold their video frames: in clip analysis a batch is
+#: decoded once its first utterance is 15 s old (not 30 s as for plain transcription), which halves
+#: the frames held (a 720p clip at 5 fps: ~200 MB instead of ~400 MB) for ~1.4x the Whisper time on
+#: continuous speech (docs/benchmarks.md)
+CLIP_MAX_SPAN = 15.0
 
 
 def word_events(u: Utterance) -> list[TextEvent]:
@@ -143,4 +148,5 @@ def open_clip_speech(
     """Load the Whisper model and the VAD for one clip; ``MmdeskError`` with a fix on failure."""
     engine = WhisperEngine(choose_model(model, manifest), device=device, threads=threads)
     segmenter = SpeechSegmenter(SileroVad(manifest))
-    return ClipSpeechText(SpeechTranscriber(engine, segmenter, language=language), TextTrack(context))
+    transcriber = SpeechTranscriber(engine, segmenter, language=language, max_span=CLIP_MAX_SPAN)
+    return ClipSpeechText(transcriber, TextTrack(context))
