@@ -1,4 +1,4 @@
-"""``mmdesk train voice|text|sarcasm``: train the project's own models and write them (atomically) to models/.
+"""``mmdesk train voice|face|text|sarcasm``: train the project's own models and write them (atomically) to models/.
 
 torch and transformers are imported only when a training actually runs.
 """
@@ -18,6 +18,7 @@ _ASSETS = _ROOT.parent / "shared" / "assets"
 DEFAULT_EMODB = _ASSETS / "voice" / "emodb" / "wav"
 DEFAULT_RAVDESS = _ASSETS / "voice" / "ravdess_actor05"
 DEFAULT_MELD = _ASSETS / "text" / "meld"
+DEFAULT_FER = _ASSETS / "face" / "fer2013_48px_trainval.npz"
 DEFAULT_MUSTARD = _ASSETS / "text" / "mustard" / "sarcasm_data.json"
 DEFAULT_IRONY = _ASSETS / "text" / "tweeteval" / "irony"
 DEFAULT_OUT = _ROOT / "models"
@@ -41,9 +42,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--no-ravdess", action="store_true", help="train on EmoDB only")
     v.add_argument("--out", metavar="DIR", default=str(DEFAULT_OUT), help="output folder (default: models/)")
     v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--epochs", type=int, default=40, help="epochs per training run (default 40)")
+    v.add_argument("--epochs", type=int, default=None, help="epochs per training run (default: the recipe's)")
     v.add_argument("--no-loso", action="store_true", help="skip the leave-one-speaker-out evaluation")
     v.add_argument("--cache", metavar="DIR", default=None, help="feature cache folder (default: user cache)")
+    v.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to train (default cpu)")
+    v.add_argument("--weights", metavar="PT", default=None,
+                   help="finish from a checkpoint of the same training run elsewhere (fit_voice on a GPU machine): "
+                   "export, check and write the files without training again")
+
+    f = sub.add_parser("face", help="face expression ResNet on FER2013 train (val measurement, ONNX export)",
+                       description="Train the face expression net on FER2013 train (10% held out as dev), "
+                       "measure it on the unseen val split and export it to ONNX.")
+    f.add_argument("--data", metavar="NPZ", default=_default_file(DEFAULT_FER),
+                   help="FER2013 npz with train_/val_ images and labels "
+                   "(default: ../shared/assets/face/fer2013_48px_trainval.npz if present)")
+    f.add_argument("--out", metavar="DIR", default=str(DEFAULT_OUT), help="output folder (default: models/)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--epochs", type=int, default=None, help="epochs (default: the model's recipe)")
+    f.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to train (default auto: the GPU when torch sees one)")
+    f.add_argument("--weights", metavar="PT", default=None,
+                   help="finish from a checkpoint written by face_net.save_checkpoint (e.g. on a GPU machine)")
 
     t = sub.add_parser("text", help="text emotion: MiniLM fine-tuned (LoRA) on MELD train, best epoch on dev",
                        description="Fine-tune all-MiniLM-L6-v2 with LoRA adapters on MELD train (with the previous "
@@ -102,6 +121,9 @@ def _command_line(args: argparse.Namespace) -> str:
             parts += ["--ravdess", args.ravdess]
         if args.no_loso:
             parts.append("--no-loso")
+    elif args.target == "face":
+        if args.data != _default_file(DEFAULT_FER):
+            parts += ["--data", args.data]
     elif args.target == "text":
         if args.meld != _default(DEFAULT_MELD):
             parts += ["--meld", args.meld]
@@ -131,6 +153,24 @@ def _need_dir(value: str | None, flag: str, what: str) -> Path:
     return p
 
 
+def _need_file(value: str | None, flag: str, what: str) -> Path:
+    if not value:
+        raise MmdeskError(f"no {what} given and ../shared/assets has none", f"pass it with {flag} FILE")
+    p = Path(value).expanduser()
+    if not p.is_file():
+        raise MmdeskError(f"{what} {p} does not exist", f"pass the right file with {flag} FILE")
+    return p
+
+
+def _weights(value: str | None) -> Path | None:
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    if not p.is_file():
+        raise MmdeskError(f"checkpoint {p} does not exist", "pass the file written by the training run with --weights")
+    return p
+
+
 def run(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise MmdeskError(f"--epochs must be at least 1, got {args.epochs}")
@@ -143,11 +183,22 @@ def run(args: argparse.Namespace) -> int:
 
         meta = train_voice(emodb, ravdess, out, seed=args.seed, epochs=args.epochs, run_loso=not args.no_loso,
                            command=_command_line(args), log=_log,
-                           cache_dir=Path(args.cache) if args.cache else None)
+                           cache_dir=Path(args.cache) if args.cache else None, device=args.device,
+                           weights=_weights(args.weights))
         lo = meta["metrics"].get("loso")
         if lo:
             _log(f"voice emotion: LOSO mean accuracy {lo['mean_accuracy']:.3f}, UAR {lo['mean_uar']:.3f} "
                  f"(EmoDB folds: {lo['emodb_mean_accuracy']:.3f} / {lo['emodb_mean_uar']:.3f})")
+    elif args.target == "face":
+        data = _need_file(args.data, "--data", "FER2013 npz")
+        from mmdesk.training.face_net import train_face
+
+        kwargs = {} if args.epochs is None else {"epochs": args.epochs}
+        meta = train_face(data, out, seed=args.seed, device=args.device, command=_command_line(args), log=_log,
+                          weights=_weights(args.weights), **kwargs)
+        val = meta["metrics"].get("val")
+        if val:
+            _log(f"face expression: FER2013 val accuracy {val['accuracy']:.4f}, UAR {val['uar']:.4f}")
     elif args.target == "text":
         meld = _need_dir(args.meld, "--meld", "MELD")
         from mmdesk.training.text_finetune import train_text_finetune
