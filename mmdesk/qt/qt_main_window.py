@@ -88,6 +88,7 @@ class MainWindow(QMainWindow):
         self.last_error = ""
         self._dirty = False
         self._frame_index = -1
+        self._drawn_at = -1.0  # playback position the waveform was last drawn for
         self._requested: dict[str, Any] = {}  # the device last asked of the live session, per kind
         self.tasks = TaskPool()  # background work without Thread.start() waits on this thread
         # no Qt parent: the bridge outlives the window's C++ side, so a worker finishing late
@@ -500,6 +501,7 @@ class MainWindow(QMainWindow):
     def _on_envelope(self, env: Envelope | None) -> None:
         if self.mode in ("clip", "session"):
             self.envelope = env
+            self._drawn_at = -1.0
             self._mark_dirty()
 
     def open_session(self, path: str) -> None:
@@ -675,7 +677,8 @@ class MainWindow(QMainWindow):
     def _redraw(self) -> None:
         if self.live is not None:
             self._redraw_live()
-        if self.mode in ("clip", "session") and self.envelope is not None:
+        if self.mode in ("clip", "session") and self.envelope is not None and self._drawn_at != self.position:
+            self._drawn_at = self.position  # the waveform only moves with the playback position
             t, peak = self.envelope.at(self.position, 5.0)
             self.audio.set_envelope(t, peak, self.position, self.envelope.rms_at(self.position))
         if not self._dirty:
@@ -684,8 +687,8 @@ class MainWindow(QMainWindow):
         self.redraws += 1
         self.timeline.show_data(self.data)
         self.timeline.set_cursor(self.position if self.mode in ("clip", "session") else None)
-        if self.mode == "live" or self.job is not None:
-            self._show_selection()
+        if self.mode == "live" or (self.job is not None and not self.job.done.is_set()):
+            self._show_selection()  # new windows change the counts and the stacked contributions
             self.interaction.show_window(self.selected_record(), self.data)
 
     def _redraw_live(self) -> None:

@@ -141,10 +141,9 @@ class AttributionPanel(QWidget):
         ok = np.isfinite(vals).all(axis=1)
         self.stack.setVisible(bool(ok.any()))
         self.stack_title.setVisible(bool(ok.any()))
-        for item in self.stack_items.values():
-            self.stack.removeItem(item)
-        self.stack_items.clear()
         if not ok.any():
+            for item in self.stack_items.values():
+                item.setOpts(x=[], y0=[], height=[], width=0.4)
             return
         t, vals = t[ok], vals[ok]
         gaps = np.diff(t)
@@ -154,10 +153,12 @@ class AttributionPanel(QWidget):
         for k, m in enumerate(MODALITIES):
             v = vals[:, k]
             y0 = np.where(v >= 0, pos_base, neg_base + v)
-            item = pg.BarGraphItem(x=t, y0=y0, height=np.abs(v), width=width,
-                                   brush=MODALITY_COLORS[m], pen=pg.mkPen(None), name=m)
-            self.stack.addItem(item)
-            self.stack_items[m] = item
+            if m not in self.stack_items:  # created once, then only their data change
+                self.stack_items[m] = pg.BarGraphItem(x=t, y0=y0, height=np.abs(v), width=width,
+                                                      brush=MODALITY_COLORS[m], pen=pg.mkPen(None))
+                self.stack.addItem(self.stack_items[m])
+            else:
+                self.stack_items[m].setOpts(x=t, y0=y0, height=np.abs(v), width=width)
             pos_base = pos_base + np.clip(v, 0, None)
             neg_base = neg_base + np.clip(v, None, 0)
 
