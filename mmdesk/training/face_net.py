@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmdesk.core.labels import FER2013_LABELS
 from mmdesk.errors import MmdeskError
 from mmdesk.training import export_common as ec
 from mmdesk.training.fer_xception import FER_LABELS
@@ -453,7 +454,7 @@ def train_face(data_path: Path, out_dir: Path, *, seed: int = 0, epochs: int | N
         "file_bytes": len(onnx_bytes),
         "inputs": inputs,
         "outputs": outputs,
-        "labels": list(FER_LABELS),
+        "labels": list(FER2013_LABELS),  # FER2013's order in mmdesk's names, as the pack's manifest lists them
         "embedding": {"output": EMBEDDING_NAME, "dim": net.embedding_dim,
                       "what": "global average of the last stage's feature map (what the linear head reads)"
                       + (", averaged over the crop and its mirror" if config["mirror_average"] else "")},

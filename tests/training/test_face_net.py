@@ -53,7 +53,7 @@ def test_committed_files_and_io(meta, session):
     assert meta["sha256"] == sha256_file(ONNX)
     assert torch.load(PT, map_location="cpu", weights_only=True)["onnx_sha256"] == meta["sha256"]
     assert meta["role"] == "face_expression" and meta["command"].startswith("mmdesk train face")
-    assert meta["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert meta["labels"] == ["angry", "disgusted", "fearful", "happy", "sad", "surprised", "neutral"]
     dim = meta["embedding"]["dim"]
     assert meta["inputs"] == [{"name": "image", "shape": ["batch", 1, 48, 48], "dtype": "float32"}]
     assert meta["outputs"] == [{"name": "probs", "shape": ["batch", 7], "dtype": "float32"},
@@ -125,3 +125,19 @@ def test_tiny_training_run_writes_consistent_files(fer, tmp_path):
     assert meta["training"]["onnx_max_abs_diff_vs_torch"] < 1e-4
     again = fn.train_face(npz, tmp_path / "again", weights=tmp_path / f"{fn.FILE_STEM}.pt", log=lambda m: None)
     assert again["sha256"] == meta["sha256"]  # finishing from the checkpoint reproduces the file
+
+
+def test_runtime_face_expression_reads_the_candidate(meta, fer):
+    """FaceExpression runs the candidate from its sidecar alone (size 48, FER label order, 256-d embedding):
+    the switch in the card needs no runtime change."""
+    from mmdesk.core.labels import LABELS
+    from mmdesk.inference.manifest import Manifest
+    from mmdesk.perception.face import FaceExpression
+
+    entry = ModelEntry.from_dict({**meta, "file": ONNX.name})
+    model = FaceExpression(Manifest(MODELS, {"face_expression": entry}), device="cpu", threads=1)
+    assert model.size == 48 and model.embedding_dim == meta["embedding"]["dim"]
+    crops = fer.val_images[_sample(8, len(fer.val_images), seed=5)]
+    probs, emb = model.predict_with_embedding(crops)
+    assert probs.shape == (8, len(LABELS)) and emb.shape == (8, model.embedding_dim)
+    np.testing.assert_allclose(probs, model.predict(crops), atol=1e-6)
