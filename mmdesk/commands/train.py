@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--epochs", type=int, default=None, help="epochs per training run (default: the recipe's)")
     v.add_argument("--no-loso", action="store_true", help="skip the leave-one-speaker-out evaluation")
     v.add_argument("--cache", metavar="DIR", default=None, help="feature cache folder (default: user cache)")
-    v.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to train (default cpu)")
+    v.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to train (default auto: the GPU when torch sees one)")
     v.add_argument("--weights", metavar="PT", default=None,
                    help="finish from a checkpoint of the same training run elsewhere (fit_voice on a GPU machine): "
                    "export, check and write the files without training again")

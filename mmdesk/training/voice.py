@@ -635,9 +635,11 @@ def fit_voice(corpus: VoiceCorpus, cfg: VoiceConfig, run_loso: bool = True, log:
 def train_voice(emodb_dir: Path, ravdess_dir: Path | None, out_dir: Path, seed: int = 0, epochs: int | None = None,
                 run_loso: bool = True, command: str = "mmdesk train voice", log: Log = print,
                 cache_dir: Path | None = None, limit_per_speaker: int | None = None,
-                write_card: bool = True, device: str = "cpu", weights: Path | None = None) -> dict[str, Any]:
+                write_card: bool = True, device: str = "auto", weights: Path | None = None) -> dict[str, Any]:
     """The whole run; returns the metadata written to ``voice_emotion.json``. With ``weights`` (a
     ``fit_voice`` checkpoint, e.g. from a GPU machine) the training is loaded instead of run."""
+    if device == "auto":  # the same command uses a GPU where torch sees one
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     cfg = VoiceConfig(seed=seed, device=device)
     if epochs is not None:
         cfg.epochs = epochs
