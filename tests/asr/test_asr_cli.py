@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BECKETT, words_of
+from asr_support import BECKETT, words_of
 
 from mmdesk.asr.writers import TranscriptWriter
 from mmdesk.capture.subtitles import read_subtitles

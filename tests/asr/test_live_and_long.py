@@ -7,7 +7,7 @@ import threading
 import time
 
 import jiwer
-from conftest import read_chunks, words_of
+from asr_support import read_chunks, words_of
 
 from mmdesk.asr.live import SpeechTextSource
 from mmdesk.asr.segmenter import SpeechSegmenter

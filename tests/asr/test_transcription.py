@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import jiwer
-from conftest import BECKETT, phrase_intervals, words_of
+from asr_support import BECKETT, phrase_intervals, words_of
 
 from mmdesk.asr.events import ClipSpeechText, TextTrack, word_events
 from mmdesk.sync.windower import Windower, WindowSpec
