@@ -1,4 +1,4 @@
-"""``mmdesk train voice|face|text|sarcasm``: train the project's own models and write them (atomically) to models/.
+"""``mmdesk train voice|face|text|sarcasm|fusion``: train the project's own models and write them (atomically) to models/.
 
 torch and transformers are imported only when a training actually runs.
 """
@@ -74,6 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _finetune_arguments(t, epochs_help="epochs (default 6; the best epoch on dev is kept)")
     t.add_argument("--search", action="store_true",
                    help="compare the recipes (no context; previous utterance; previous utterance + class weights) on dev first")
+
+    from mmdesk.commands import train_fusion
+
+    train_fusion.add_parser(sub)
 
     s = sub.add_parser("sarcasm", help="sarcasm from text + context: MiniLM fine-tuned (LoRA) on MUStARD, 5-fold CV",
                        description="Fine-tune all-MiniLM-L6-v2 with LoRA adapters on TweetEval irony, then on "
@@ -173,6 +177,10 @@ def _weights(value: str | None) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.target == "fusion":  # its own options and provenance: commands/train_fusion.py
+        from mmdesk.commands import train_fusion
+
+        return train_fusion.run(args, log=_log)
     if args.epochs is not None and args.epochs < 1:
         raise MmdeskError(f"--epochs must be at least 1, got {args.epochs}")
     out = Path(args.out).expanduser()
@@ -223,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
         _log(f"sarcasm: MUStARD 5-fold F1 {m['f1']:.3f}, weighted-F1 {m['weighted_f1']:.3f}, "
              f"accuracy {m['accuracy']:.3f}")
     else:  # argparse already refuses other values
-        raise MmdeskError(f"unknown model {args.target!r}", "use `mmdesk train voice|text|sarcasm`")
+        raise MmdeskError(f"unknown model {args.target!r}", "use `mmdesk train voice|face|text|sarcasm|fusion`")
     _log(f"done in {time.perf_counter() - t0:.0f} s")
     sys.stdout.flush()
     return 0
