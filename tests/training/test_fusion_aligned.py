@@ -93,3 +93,16 @@ def test_unknown_layout_and_missing_path_are_one_line_errors(tmp_path: Path) -> 
         read_layout("meld", tmp_path / "nope.csv")
     with pytest.raises(MmdeskError, match="unknown aligned layout"):
         read_layout("avi-folder", tmp_path)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--aligned", "avi:somewhere"], "is not LAYOUT:PATH. LAYOUT is one of clips-csv, meld, mustard, ravdess"),
+    (["--steps", "0"], "--steps must be at least 1"),
+    (["--fer", "/nonexistent.npz"], "FER2013 npz not found (/nonexistent.npz). pass it with --fer NPZ"),
+])
+def test_train_fusion_refuses_bad_options_in_one_line(args, needle, capsys) -> None:
+    from mmdesk.cli import main
+
+    assert main(["train", "fusion", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]
