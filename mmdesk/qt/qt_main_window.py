@@ -89,6 +89,8 @@ class MainWindow(QMainWindow):
         self._dirty = False
         self._frame_index = -1
         self._drawn_at = -1.0  # playback position the waveform was last drawn for
+        self._panels_due = False  # the panels redraw on the tick after the timeline
+        self._live_ticks = 0
         self._requested: dict[str, Any] = {}  # the device last asked of the live session, per kind
         self.tasks = TaskPool()  # background work without Thread.start() waits on this thread
         # no Qt parent: the bridge outlives the window's C++ side, so a worker finishing late
@@ -681,15 +683,17 @@ class MainWindow(QMainWindow):
             self._drawn_at = self.position  # the waveform only moves with the playback position
             t, peak = self.envelope.at(self.position, 5.0)
             self.audio.set_envelope(t, peak, self.position, self.envelope.rms_at(self.position))
+        if self._panels_due:  # the tick after the timeline: two plots never repaint in one pass
+            self._panels_due = False
+            self._show_selection()  # new windows change the counts and the stacked contributions
+            return
         if not self._dirty:
             return
         self._dirty = False
         self.redraws += 1
         self.timeline.show_data(self.data)
         self.timeline.set_cursor(self.position if self.mode in ("clip", "session") else None)
-        if self.mode == "live" or (self.job is not None and not self.job.done.is_set()):
-            self._show_selection()  # new windows change the counts and the stacked contributions
-            self.interaction.show_window(self.selected_record(), self.data)
+        self._panels_due = self.mode == "live" or (self.job is not None and not self.job.done.is_set())
 
     def _redraw_live(self) -> None:
         live = self.live
@@ -700,6 +704,9 @@ class MainWindow(QMainWindow):
             self.video.set_frame(bgr_to_qimage(frame.image))
         if live.has_microphone:
             self.audio.set_samples(live.audio_tail(5.0))
+        self._live_ticks += 1
+        if self._live_ticks % 8:  # numbers people read: 4 updates a second are plenty
+            return
         st = live.stats()
         self._show_stats(provider=st.provider, fps=st.capture_fps, wps=st.windows_per_s,
                          latency=st.latency_ms, dropped=st.dropped_windows)

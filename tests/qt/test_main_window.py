@@ -33,7 +33,7 @@ def analysed(qapp, engine, ravdess_clip: Path, tmp_path_factory) -> MainWindow:
     w.analysis_finished.connect(finished.append)
     w.open_clip(str(ravdess_clip))
     wait_until(qapp, lambda: finished, 120, "the clip analysis")
-    wait_until(qapp, lambda: not w._dirty, 5, "a redraw")
+    wait_until(qapp, lambda: not (w._dirty or w._panels_due), 5, "a redraw")
     assert finished == [True], w.last_error
     yield w
     w.close()
