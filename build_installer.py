@@ -229,30 +229,33 @@ def check_runtime_env(py: Path) -> list[list[str]]:
 # ------------------------------------------------------------------------------------------ models
 
 
-def mmdesk_in_env(py: Path, *args: str, capture: bool = False) -> str:
-    """Run this checkout's mmdesk in the runtime environment (it is imported from the source tree)."""
+def run_mmdesk(py: Path | str, *args: str, where: str) -> None:
+    """Run this checkout's mmdesk with interpreter ``py`` (it is imported from the source tree)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([str(py), "-m", "mmdesk", *args], check=False, env=env, capture_output=capture,
-                            text=True)
-    if result.returncode != 0:
-        detail = (result.stderr or "").strip().splitlines()[-1:] if capture else []
-        raise BuildError(f"`mmdesk {' '.join(args)}` failed in the runtime environment"
-                         + (f": {detail[0]}" if detail else " (its message is above)"),
+    if subprocess.run([str(py), "-m", "mmdesk", *args], check=False, env=env).returncode != 0:
+        raise BuildError(f"`mmdesk {' '.join(args)}` failed in {where} (its message is above)",
                          "complete the pack with the development install, which has torch for the exported "
                          "models (`mmdesk models build`), and pass it with --models if it is not the default")
-    return result.stdout if capture else ""
 
 
-def stage_model_pack(py: Path, source: str | None, dest: Path) -> dict:
+def stage_model_pack(py: Path, source: str | None, dest: Path, dev_install: bool) -> dict:
+    """A copy of the pack, brought up to date by `mmdesk models build` and checked by `mmdesk models verify`.
+
+    The build runs in the development install when this script runs from one: roles exported with torch
+    (changed recipes re-export) can only be built there. The verification always runs in the runtime
+    environment, with the onnxruntime the bundle ships."""
     src = Path(_resolve_pack(py, source))
     if not (src / "manifest.json").is_file():
         raise BuildError(f"no model pack at {src}",
                          "build it with the development install (`mmdesk models build`) or pass --models DIR")
-    log(f"model pack: copying {src} and checking it with `mmdesk models build` + `mmdesk models verify`")
+    log(f"model pack: copying {src}, updating it with `mmdesk models build` "
+        f"({'development install' if dev_install else 'runtime environment'}) and checking it with "
+        "`mmdesk models verify` (runtime environment)")
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".*"))
-    mmdesk_in_env(py, "models", "build", "--models", str(dest))
-    mmdesk_in_env(py, "models", "verify", "--models", str(dest))
+    builder, where = (sys.executable, "the development install") if dev_install else (py, "the runtime environment")
+    run_mmdesk(builder, "models", "build", "--models", str(dest), where=where)
+    run_mmdesk(py, "models", "verify", "--models", str(dest), where="the runtime environment")
     return json.loads((dest / "manifest.json").read_text(encoding="utf-8"))
 
 
@@ -421,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t = time.perf_counter()
     pack = work / "models"
-    manifest = stage_model_pack(py, args.models, pack)
+    manifest = stage_model_pack(py, args.models, pack, dev_install=bool(development_pins()))
     times["model_pack"] = time.perf_counter() - t
 
     # The GPU bundle carries onnxruntime's CUDA provider but never the CUDA runtime / cuDNN (the nvidia-*
