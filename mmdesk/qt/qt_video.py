@@ -36,6 +36,8 @@ class VideoView(QWidget):
         super().__init__(parent)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(320, 180)
+        # it paints every pixel itself: a new frame must not repaint the widgets behind it
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.image: QImage | None = None
         self.box: tuple[int, int, int, int] | None = None  # source pixels
         self.label = ""
