@@ -329,8 +329,8 @@ class MainWindow(QMainWindow):
         missing = [w for w, found in (("camera", cameras), ("microphone", mics)) if not found]
         if missing:
             self.statusBar().showMessage(
-                f"No {' and no '.join(missing)} found: clip review and typed text still work; "
-                "a stream URL can be typed into the camera box.", 15000)
+                f"No {' or '.join(missing)} found — clips and typed text still work.", 15000)
+            self.camera_combo.setToolTip("Camera index or stream URL (none was found on this machine)")
 
     def camera_choice(self) -> int | str | None:
         text = self.camera_combo.currentText().strip()
