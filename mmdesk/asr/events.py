@@ -147,6 +147,13 @@ def open_clip_speech(
 ) -> ClipSpeechText:
     """Load the Whisper model and the VAD for one clip; ``MmdeskError`` with a fix on failure."""
     engine = WhisperEngine(choose_model(model, manifest), device=device, threads=threads)
-    segmenter = SpeechSegmenter(SileroVad(manifest))
-    transcriber = SpeechTranscriber(engine, segmenter, language=language, max_span=CLIP_MAX_SPAN)
+    return clip_speech_stage(engine, manifest, language=language, context=context)
+
+
+def clip_speech_stage(
+    engine: WhisperEngine, manifest: Manifest, *, language: str | None = None, context: Context = "words"
+) -> ClipSpeechText:
+    """A fresh ASR stage for one clip on an already loaded Whisper model (an app reuses one per session)."""
+    transcriber = SpeechTranscriber(engine, SpeechSegmenter(SileroVad(manifest)), language=language,
+                                    max_span=CLIP_MAX_SPAN)
     return ClipSpeechText(transcriber, TextTrack(context))
