@@ -141,17 +141,24 @@ def test_analyze_matches_the_development_install(installed: Path, isolation: Non
     assert proc.returncode == 0, proc.stderr[-2000:]
     dev, app = _windows(dev_out), _windows(app_out)
     assert len(app) == len(dev) >= 2
-    compared = 0
-    for d, a in zip(dev, app):
-        assert (a["start"], a["end"]) == (d["start"], d["end"])
-        for modality in ("face", "voice", "text"):
-            assert a[modality]["present"] == d[modality]["present"], (d["index"], modality)
-            if d[modality]["present"] and "probs" in d[modality]:
-                assert a[modality]["label"] == d[modality]["label"]
-                for label, p in d[modality]["probs"].items():
-                    assert a[modality]["probs"][label] == pytest.approx(p, abs=1e-4), (d["index"], modality)
-                compared += 1
-    assert compared >= len(dev)  # at least face or voice judged in every window
+    assert sum(w["face"]["present"] and w["voice"]["present"] and w["text"]["present"] for w in dev) >= 2
+    for d, a in zip(dev, app):  # every field of every window: judgements, transcript, fusion, attribution
+        _assert_same(a, d, f"window {d['index']}")
+
+
+def _assert_same(app: object, dev: object, where: str) -> None:
+    if isinstance(dev, float) or isinstance(app, float):
+        assert app == pytest.approx(dev, abs=1e-4), where
+    elif isinstance(dev, dict):
+        assert isinstance(app, dict) and app.keys() == dev.keys(), where
+        for key in dev:
+            _assert_same(app[key], dev[key], f"{where}.{key}")
+    elif isinstance(dev, list):
+        assert isinstance(app, list) and len(app) == len(dev), where
+        for i, (x, y) in enumerate(zip(app, dev)):
+            _assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert app == dev, where
 
 
 def test_gui_screenshot_from_the_installed_bundle(installed: Path, isolation: None, assets: Path,
