@@ -1,0 +1,44 @@
+"""The pack's Whisper model is a folder: pinned as a whole, so any changed or extra file fails."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from mmdesk.cli import main
+from mmdesk.errors import ModelError
+from mmdesk.inference.manifest import Manifest, sha256_tree, verify_file
+
+
+@pytest.fixture
+def small_pack(tmp_path, manifest):
+    """A pack holding only a copy of the speech_to_text folder and its manifest entry."""
+    entry = manifest.entry("speech_to_text")
+    shutil.copytree(manifest.path("speech_to_text"), tmp_path / entry.file)
+    Manifest(directory=tmp_path, entries={"speech_to_text": entry}).write()
+    return Manifest(directory=tmp_path, entries={"speech_to_text": entry})
+
+
+def test_the_copy_verifies_and_its_digest_is_the_recipes(small_pack) -> None:
+    from mmdesk.modelpack.recipes import recipe_for
+
+    path = verify_file(small_pack, "speech_to_text")
+    assert path.is_dir() and sha256_tree(path) == recipe_for("speech_to_text").sha256
+    assert main(["models", "verify", "--models", str(small_pack.directory)]) == 0
+
+
+@pytest.mark.parametrize("tamper", ["changed", "extra", "removed"])
+def test_a_tampered_folder_fails_verification(tamper, small_pack, capsys) -> None:
+    folder = small_pack.directory / "speech_to_text"
+    if tamper == "changed":
+        with open(folder / "vocabulary.txt", "a") as f:
+            f.write("x")
+    elif tamper == "extra":
+        (folder / "notes.txt").write_text("hello")
+    else:
+        (folder / "tokenizer.json").unlink()
+    with pytest.raises(ModelError, match="does not match the manifest"):
+        verify_file(small_pack, "speech_to_text")
+    assert main(["models", "verify", "--models", str(small_pack.directory)]) == 2
+    assert "FAIL  speech_to_text" in capsys.readouterr().out
