@@ -131,6 +131,11 @@ class ClipSpeechText:
                 f"the text judgements: mean word probability below {self.track.min_confidence} (speech the model "
                 f"does not know{english_only}); the end record lists them"
             )
+        other = {lang: n for lang, n in self.transcriber.stats.languages.items() if lang and lang != "en"}
+        if other:
+            said = ", ".join(f"{lang} ({n} utterance(s))" for lang, n in sorted(other.items()))
+            notes.append(f"speech detected as {said}: the text models are English-only, so their judgements of it "
+                         "are unreliable")
         if self.transcriber.stats.utterances == 0:
             notes.append("no speech was transcribed: the VAD heard none, or Whisper found no words in it")
         return notes
