@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,17 +40,23 @@ def test_live_window_with_file_backed_camera_and_microphone(alsa_mic, clip_camer
     assert "no camera" in r["face_reasons"]
 
 
-def _gui(*args: str, tmp_path: Path, pack_dir: Path) -> subprocess.CompletedProcess[str]:
+def _gui(*args: str, tmp_path: Path, pack_dir: Path, xvfb: bool = False) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config"),
            "MMDESK_MODELS": str(pack_dir)}
-    return subprocess.run([sys.executable, "-m", "mmdesk", "gui", *args], check=False, env=env, capture_output=True,
-                          text=True, timeout=180, cwd=ROOT)
+    cmd = [sys.executable, "-m", "mmdesk", "gui", *args]
+    if xvfb:  # a real X server (virtual): Qt's xcb platform instead of offscreen
+        env.pop("QT_QPA_PLATFORM")
+        cmd = [shutil.which("xvfb-run"), "-a", "-s", "-screen 0 1600x1000x24", *cmd]
+    return subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
 
 
-def test_screenshot_mode(ravdess_clip: Path, pack_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("display", ["offscreen", "xvfb"])
+def test_screenshot_mode(display: str, ravdess_clip: Path, pack_dir: Path, tmp_path: Path) -> None:
+    if display == "xvfb" and not shutil.which("xvfb-run"):
+        pytest.skip("xvfb-run not installed (apt install xvfb)")
     png = tmp_path / "shot.png"
     proc = _gui("--open", str(ravdess_clip), "--screenshot", str(png), "--stall-report",
-                tmp_path=tmp_path, pack_dir=pack_dir)
+                tmp_path=tmp_path, pack_dir=pack_dir, xvfb=display == "xvfb")
     assert proc.returncode == 0, proc.stderr[-3000:]
     image = QImage(str(png))
     assert (image.width(), image.height()) == (1280, 800)
