@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 
@@ -31,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
         raise MmdeskError(f"{args.open} not found", "check the path of --open")
     if args.open and args.live_seconds:
         raise MmdeskError("--open and --live-seconds exclude each other", "give one of them")
+    if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
+            and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))):
+        # Qt would abort the process with a multi-line message
+        raise MmdeskError("no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set)",
+                          "run it in a desktop session, or for a scripted run set QT_QPA_PLATFORM=offscreen")
     try:
         from mmdesk.qt.qt_app import run as run_app
     except ImportError as e:

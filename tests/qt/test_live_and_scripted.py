@@ -77,3 +77,11 @@ def test_screenshot_mode_fails_cleanly(pack_dir: Path, tmp_path: Path) -> None:
     proc = _gui("--open", str(noise), "--screenshot", str(tmp_path / "x.png"), tmp_path=tmp_path, pack_dir=pack_dir)
     assert proc.returncode == 2 and "noise.mp4" in proc.stderr.splitlines()[-1]
     assert not (tmp_path / "x.png").exists()
+
+
+def test_no_display_is_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.run([sys.executable, "-m", "mmdesk", "gui"], check=False, env=env, capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 2 and "QT_QPA_PLATFORM=offscreen" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
