@@ -131,6 +131,17 @@ def check_qt_binding() -> None:
                           'install another version: pip install "PySide6-Essentials<6.12" "PySide6-Addons<6.12"')
 
 
+def _fail_on_exceptions(script: Script) -> None:
+    """A bug in a slot must fail a scripted run, not leave it waiting or screenshot a broken window."""
+    previous = sys.excepthook
+
+    def hook(kind, value, tb) -> None:
+        previous(kind, value, tb)
+        script._fail(f"internal error: {kind.__name__}: {value}")
+
+    sys.excepthook = hook
+
+
 def run(args: Namespace) -> int:
     check_qt_binding()
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -144,6 +155,8 @@ def run(args: Namespace) -> int:
     scripted = bool(args.screenshot or args.live_seconds or args.stall_report)
     meter = StallMeter() if args.stall_report else None
     script = Script(app, window, args, meter) if scripted else None
+    if script is not None:
+        _fail_on_exceptions(script)
     if script is not None and meter is not None:
         # the stall figure is about analysing: the models load first, as they do while a user
         # is still choosing a source

@@ -580,17 +580,19 @@ class MainWindow(QMainWindow):
             if len(self.data) == 1 and "fused" not in record and self.timeline.source == "fused":
                 self.timeline.set_source("face")  # nothing fused to plot: show a real judgement
         elif kind == "end" and self.mode == "clip":
-            self.progress.setVisible(False)
-            self.cancel_button.setVisible(False)
-            secs = record.get("seconds") or 0
-            if secs:
-                self.stat["wps"].setText(f"analysed {record['windows'] / secs:.1f} windows/s")
-                self.stat["fps"].setText(f"{(record.get('media_seconds') or 0) / secs:.1f}× real time")
-            if record.get("error"):
-                self._banner(f"Analysis stopped: {record['error']}; the {record['windows']} finished windows are kept.")
-            if self.selected is None and self.data.windows:
-                self.select(self._most_confident())
-            self.analysis_finished.emit(bool(record.get("complete")))
+            try:
+                self.progress.setVisible(False)
+                self.cancel_button.setVisible(False)
+                secs = record.get("seconds") or 0
+                if secs:
+                    self.stat["wps"].setText(f"analysed {record['windows'] / secs:.1f} windows/s")
+                    self.stat["fps"].setText(f"{(record.get('media_seconds') or 0) / secs:.1f}× real time")
+                if record.get("error"):
+                    self._banner(f"Analysis stopped: {record['error']}; the {record['windows']} finished windows are kept.")
+                if self.selected is None and self.data.windows:
+                    self.select(self._most_confident())
+            finally:  # whatever happens above, whoever waits for the end hears of it
+                self.analysis_finished.emit(bool(record.get("complete")))
         self._mark_dirty()
 
     def _most_confident(self) -> int:
