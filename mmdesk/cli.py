@@ -27,8 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
-        parser.print_help()
-        return 0
+        if not _has_display():
+            parser.print_help()
+            print("\nno display: `mmdesk` alone opens the desktop app (`mmdesk gui`) when there is one",
+                  file=sys.stderr)
+            return 0
+        args = parser.parse_args(["gui"])  # a desktop launch: the app
     try:
         return int(args._module.run(args) or 0)
     except MmdeskError as exc:
@@ -37,6 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mmdesk: interrupted", file=sys.stderr)
         return 130
+
+
+def _has_display() -> bool:
+    import os
+
+    if sys.platform != "linux":
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                or os.environ.get("QT_QPA_PLATFORM", "").startswith("offscreen"))
 
 
 if __name__ == "__main__":
