@@ -136,11 +136,15 @@ def mmdesk_version() -> str:
 def runtime_requirements(onnxruntime: str) -> list[str]:
     """[project] dependencies, with the onnxruntime line chosen for the bundle (never both packages)."""
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
-    kept = [d for d in deps if not re.match(r"onnxruntime(-gpu)?\b", d)]
-    versions = {re.match(r"(onnxruntime(?:-gpu)?)([^;]*)", d).group(1): re.match(r"onnxruntime(?:-gpu)?([^;]*)", d)
-                .group(1).strip() for d in deps if re.match(r"onnxruntime(-gpu)?\b", d)}  # fmt: skip
+    kept, specs = [], {}
+    for dep in deps:
+        ort = re.match(r"(onnxruntime(?:-gpu)?)\b\s*([^;]*)", dep)
+        if ort:  # the platform marker is dropped: this build decides which package the bundle gets
+            specs[ort.group(1)] = ort.group(2).strip()
+        else:
+            kept.append(dep)
     dist = "onnxruntime-gpu" if onnxruntime == "gpu" else "onnxruntime"
-    return [*kept, f"{dist}{versions.get(dist) or versions.get('onnxruntime-gpu', '')}"]
+    return [*kept, f"{dist}{specs.get(dist) or specs.get('onnxruntime-gpu', '')}"]
 
 
 def faster_whisper_requirement() -> str:
