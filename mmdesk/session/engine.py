@@ -99,16 +99,12 @@ class Engine:
         return src
 
     def clip_speech(self) -> ClipSpeechText:
-        """A fresh ASR stage for one clip (as ``mmdesk analyze`` uses), on a Whisper model loaded once."""
-        from mmdesk.asr.events import ClipSpeechText, TextTrack
-        from mmdesk.asr.segmenter import SpeechSegmenter
-        from mmdesk.asr.transcriber import SpeechTranscriber
-        from mmdesk.perception.vad import SileroVad
+        """A fresh ASR stage for one clip, with ``mmdesk analyze``'s settings, on a Whisper model loaded once."""
+        from mmdesk.asr.events import clip_speech_stage
 
         whisper = self.load_speech()
         assert self._manifest is not None
-        transcriber = SpeechTranscriber(whisper, SpeechSegmenter(SileroVad(self._manifest)))  # type: ignore[arg-type]
-        return ClipSpeechText(transcriber, TextTrack("words"))
+        return clip_speech_stage(whisper, self._manifest)  # type: ignore[arg-type]
 
 
 def active_provider(providers: dict[str, str]) -> str:
