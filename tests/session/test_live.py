@@ -86,7 +86,6 @@ def test_live_microphone_is_judged_and_transcribed(engine, ravdess_clip: Path) -
         assert c.wait(lambda: engine.speech_loaded, 60)  # as when a user starts talking later
         session.set_microphone("file")
         assert c.wait(lambda: any(e.kind == "microphone" and not e.ok for e in c.devices), 90), c.devices
-        finals = [e for e in c.texts if e.final]
         assert c.wait(lambda: [e for e in c.texts if e.final], 90), c.texts
         finals = [e for e in c.texts if e.final]
         assert "talking by the door" in finals[0].text.lower() and finals[0].origin == "asr"
