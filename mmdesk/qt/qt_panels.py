@@ -172,11 +172,14 @@ class InteractionPanel(QWidget):
         self.reason.setWordWrap(True)
         self.counts = _muted("")
         self.counts.setTextFormat(Qt.TextFormat.RichText)
+        self.caveat = _muted("")  # what the fusion head learnt from: shown, not buried in a card
+        self.caveat.setWordWrap(True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.type_label)
         lay.addWidget(self.reason)
         lay.addStretch(1)
+        lay.addWidget(self.caveat)
         lay.addWidget(QLabel("This session:"))
         lay.addWidget(self.counts)
         self.shown_type = ""
@@ -197,6 +200,9 @@ class InteractionPanel(QWidget):
             color = INTERACTION_COLORS.get(inter["type"], "#111827")
             self.type_label.setText(f"<span style='color:{color}'>{inter['type'].capitalize()}</span>")
             self.reason.setText(inter.get("text") or inter.get("reason", ""))
+        note, full = data.fusion_caveat
+        self.caveat.setText(f"Note: {note}." if note else "")
+        self.caveat.setToolTip(full)
         counts = data.interaction_counts()
         if counts:
             self.counts.setText(" · ".join(

@@ -101,6 +101,14 @@ class SessionData:
         return f"{FUSION_MISSING} ({problem})" if problem else FUSION_MISSING
 
     @property
+    def fusion_caveat(self) -> tuple[str, str]:
+        """(one line on what the fusion head learnt from, the full statement) for the app to show."""
+        f = self.meta.get("fusion") or {}
+        if not f.get("available"):
+            return "", ""
+        return str(f.get("note") or ""), str(f.get("trained_on") or "")
+
+    @property
     def source_path(self) -> str:
         return str((self.meta.get("source") or {}).get("path") or "")
 

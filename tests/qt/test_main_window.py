@@ -57,6 +57,7 @@ def test_panels_hold_the_values_of_the_analysis(analysed: MainWindow) -> None:
     if fusion:
         assert w.attribution.shown == {m: rec["attribution"]["values"][m] for m in MODALITIES}
         assert w.interaction.shown_type == rec["interaction"]["type"]
+        assert "paired by label" in w.interaction.caveat.text()  # the training caveat is on screen
         assert w.alone.shown["fused"] == rec["fused"]["label"]
         assert np.allclose(w.timeline.curves["sarcasm"].getData()[1], [r["fused"]["sarcasm"] for r in windows])
     else:  # an honest message instead of numbers
