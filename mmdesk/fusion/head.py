@@ -68,11 +68,23 @@ class FusionHead:
         self.dims: dict[str, int] = {m: int(entry.preprocessing["dims"][m]) for m in MODALITIES}
         self.trained_with: dict[str, str] = dict(entry.preprocessing.get("trained_with", {}))
         self.trained_on: str = str(entry.preprocessing.get("trained_on", ""))
+        self._empty_out: tuple[np.ndarray, np.ndarray] | None = None
         stale = [role for role, ident in self.trained_with.items()
                  if role in manifest.entries and encoder_identity(manifest.entries[role]) != ident]
         if stale:
             raise ModelError(f"the fusion head was trained on other versions of {', '.join(stale)} than this "
                              "model pack holds: run `mmdesk train fusion` to retrain it on these encoders")
+
+    def _empty(self) -> tuple[np.ndarray, np.ndarray]:
+        """The head's output with nothing shown (only the null tokens): the attribution baseline."""
+        if self._empty_out is None:
+            feeds = {}
+            for m in MODALITIES:
+                feeds[m] = np.zeros((1, 1, self.dims[m]), np.float32)
+                feeds[f"{m}_mask"] = np.zeros((1, 1), np.float32)
+            emotion, sarcasm, _ = self.model.run(feeds)
+            self._empty_out = (emotion, sarcasm)
+        return self._empty_out
 
     def fuse(self, tokens: dict[str, np.ndarray | None],
              unimodal: dict[str, tuple[float, ...] | None] | None = None) -> FusionOutput | None:
@@ -83,7 +95,7 @@ class FusionHead:
         players = [m for m in MODALITIES if tokens.get(m) is not None and len(tokens[m]) > 0]
         if not players:
             return None
-        rows = subsets(players)
+        rows = subsets(players)[1:]  # the empty set gives a constant: computed once, below
         b = len(rows)
         feeds: dict[str, np.ndarray] = {}
         for m in MODALITIES:
@@ -93,8 +105,15 @@ class FusionHead:
             elif x.ndim != 2 or x.shape[1] != self.dims[m]:
                 raise ModelError(f"fusion input {m} has shape {x.shape}, the head expects (T, {self.dims[m]})")
             feeds[m] = np.ascontiguousarray(np.broadcast_to(x.astype(np.float32, copy=False), (b, *x.shape)))
-            feeds[f"{m}_mask"] = np.array([[1.0 if m in s else 0.0] * len(x) for s in rows], np.float32)
+            mask = np.zeros((b, len(x)), np.float32)
+            mask[[i for i, s in enumerate(rows) if m in s]] = 1.0
+            feeds[f"{m}_mask"] = mask
         emotion, sarcasm, attention = self.model.run(feeds)
+        empty = self._empty()
+        rows = [frozenset(), *rows]
+        emotion = np.concatenate([empty[0], emotion])
+        sarcasm = np.concatenate([empty[1], sarcasm])
+        attention = attention[-1]  # of the full set (nothing is attended to in the empty set)
         full = len(rows) - 1  # subsets() lists the full set last
         target = int(np.argmax(emotion[full]))
         v_emotion = {s: float(emotion[i, target]) for i, s in enumerate(rows)}
@@ -106,7 +125,7 @@ class FusionHead:
                 alone[m] = (tuple(float(p) for p in emotion[i]), float(sarcasm[i]))
         uni = unimodal or {}
         score, valences = incongruity(uni.get("text"), uni.get("face"), uni.get("voice"))
-        att = {MODALITIES[i]: {MODALITIES[j]: float(attention[full, i, j]) for j in range(3)
+        att = {MODALITIES[i]: {MODALITIES[j]: float(attention[i, j]) for j in range(3)
                                if j != i and MODALITIES[j] in players}
                for i in range(3) if MODALITIES[i] in players}
         return FusionOutput(
