@@ -95,3 +95,18 @@ def keep_data(dest: str) -> bool:
         "pyqtgraph/examples/",
     )
     return not (d.startswith(unused) or "/tests/" in d)
+
+
+# Qt pieces that PyInstaller's hooks collect for a widgets app but that only serve other kinds of apps:
+# the on-screen virtual keyboard (with its QML module) and the PDF image-format plugin (Qt Pdf). Nothing
+# else in the bundle links against these libraries (checked with objdump when this list was made).
+UNUSED_QT_BINARIES = (
+    "PySide6/Qt/plugins/platforminputcontexts/libqtvirtualkeyboardplugin.so",
+    "PySide6/Qt/plugins/imageformats/libqpdf.so",
+    "PySide6/Qt/lib/libQt6VirtualKeyboard",
+    "PySide6/Qt/lib/libQt6Pdf",
+)
+
+
+def keep_binary(dest: str) -> bool:
+    return not dest.replace("\\", "/").startswith(UNUSED_QT_BINARIES)

@@ -82,7 +82,7 @@ def test_build_report_size_and_archives(build: dict) -> None:
     # the bundle is made of. This bound on the runtime part (the model pack grows with the project's models)
     # catches regressions, e.g. librosa's numba + llvmlite + scipy (250 MB) or torch coming back.
     runtime = build["bundle_bytes"] - build["models_bytes"]
-    assert runtime <= 650 * 10**6, f"the bundle without its models is {runtime / 1e6:.0f} MB"
+    assert runtime <= 700 * 10**6, f"the bundle without its models is {runtime / 1e6:.0f} MB"
     assert build["models_bytes"] > 50 * 10**6  # the real pack, not a placeholder
     with tarfile.open(build["outputs"]["tar"]["path"]) as tar:
         names = set(tar.getnames())

@@ -56,6 +56,8 @@ def test_qt_translations_and_examples_are_not_shipped() -> None:
     assert not bundle_contents.keep_data("pyqtgraph/examples/Plotting.py")
     assert bundle_contents.keep_data("PySide6/Qt/plugins/platforms/libqoffscreen.so")
     assert bundle_contents.keep_data("resources/icons/mmdesk.svg")
+    assert not bundle_contents.keep_binary("PySide6/Qt/lib/libQt6VirtualKeyboard.so.6")
+    assert bundle_contents.keep_binary("PySide6/Qt/plugins/multimedia/libffmpegmediaplugin.so")
 
 
 def test_frozen_app_defaults_to_the_pack_next_to_its_executable(monkeypatch: pytest.MonkeyPatch,
