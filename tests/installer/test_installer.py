@@ -21,10 +21,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _python_dirs() -> list[Path]:
-    """Every place a Python installation could be loaded from on this machine."""
-    dirs = {Path(sys.base_prefix), Path(sys.prefix), *(ROOT / "build" / "installer").glob("venv-*")}
-    dirs |= {p for base in ("/usr/lib", "/usr/local/lib") for p in Path(base).glob("python3*")}
-    return sorted(d for d in dirs if d.is_dir())
+    """Every place a Python installation could be loaded from on this machine. A prefix that is the
+    system's own (/usr, /usr/local) cannot be hidden whole, so only its lib/python3.X is."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    dirs = {Path(sys.prefix), *(ROOT / "build" / "installer").glob("venv-*")}
+    base = Path(sys.base_prefix)
+    dirs.add(base / "lib" / version if str(base) in ("/", "/usr", "/usr/local") else base)
+    dirs |= {p for lib in ("/usr/lib", "/usr/local/lib") for p in Path(lib).glob("python3*")}
+    return sorted(d for d in dirs if d.is_dir() and str(d) not in ("/", "/usr", "/usr/local"))
 
 
 def _isolated(cmd: list[str], cwd: Path) -> list[str]:
