@@ -33,7 +33,8 @@ def collect(models: str | None, device: str, probe_devices: bool = True) -> dict
     problems, warnings = report["problems"], report["warnings"]
     report["packages"] = {d: _version(d) for d in (
         "onnxruntime-gpu", "onnxruntime", "numpy", "opencv-python-headless", "av", "sounddevice",
-        "librosa", "tokenizers", "torch", "transformers", "PySide6-Essentials")}
+        "soxr", "tokenizers", "ctranslate2", "faster-whisper", "PySide6-Essentials", "PySide6-Addons", "torch",
+        "transformers")}
     if report["packages"]["onnxruntime-gpu"] and report["packages"]["onnxruntime"]:
         problems.append("both onnxruntime and onnxruntime-gpu are installed (they share one import folder): "
                         "`pip uninstall -y onnxruntime onnxruntime-gpu` then reinstall onnxruntime-gpu")

@@ -177,6 +177,14 @@ def _weights(value: str | None) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:  # the installed app ships without the training side
+        import torch  # noqa: F401
+
+        import mmdesk.training  # noqa: F401
+    except ImportError:
+        raise MmdeskError("training needs PyTorch and mmdesk's training code, which this installation does not have",
+                          "train from a clone of mmdesk set up with ./scripts/setup.sh (or pip install -e '.[train]')"
+                          ) from None
     if args.target == "fusion":  # its own options and provenance: commands/train_fusion.py
         from mmdesk.commands import train_fusion
 

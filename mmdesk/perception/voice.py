@@ -1,4 +1,4 @@
-"""Voice emotion: log-mel features (librosa) → the project's trained CNN (ONNX)."""
+"""Voice emotion: log-mel features (numpy, equal to librosa's) → the project's trained CNN (ONNX)."""
 
 from __future__ import annotations
 

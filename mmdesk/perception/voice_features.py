@@ -1,6 +1,6 @@
 """Log-mel features for the voice emotion model, shared by training and the runtime.
 
-Pure numpy + librosa (no torch): the runtime computes exactly what the model was trained on.
+Pure numpy + soxr (no torch, no librosa): the runtime computes exactly what the model was trained on.
 
 Pipeline (``features_for_model``): 16 kHz mono float32 samples in [-1, 1] -> ``level_normalise``
 (loud frames to -20 dBFS) -> ``logmel`` (64 bands, 10 ms frames) -> ``normalise`` with the per-band

@@ -30,10 +30,8 @@ FRAME_WAIT_S = 5.0  # after the analysis, wait this long at most for the player'
 
 def _icon() -> QIcon:
     root = Path(__file__).resolve().parents[2]
-    for p in (root / "resources" / "icon.png", root / "resources" / "mmdesk.png"):
-        if p.is_file():
-            return QIcon(str(p))
-    return QIcon()
+    p = root / "resources" / "icons" / "mmdesk.svg"  # beside the package in a checkout and in the bundle
+    return QIcon(str(p)) if p.is_file() else QIcon()
 
 
 class Script:

@@ -31,3 +31,10 @@ def test_version_still_works(argv, capsys) -> None:
     with pytest.raises(SystemExit):
         cli.main(argv)
     assert "mmdesk" in capsys.readouterr().out
+
+
+def test_train_without_the_training_side_is_one_line(monkeypatch, capsys) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)  # as in the installed app
+    assert cli.main(["train", "fusion"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training needs PyTorch" in err[0]
