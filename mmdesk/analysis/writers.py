@@ -19,23 +19,46 @@ from mmdesk.analysis.records import CSV_COLUMNS, csv_row
 from mmdesk.errors import MmdeskError
 
 
+class PartialFile:
+    """``FILE.partial`` written line by line and flushed, renamed onto ``FILE`` by ``close()``;
+    standard output when there is no file. Used by every incremental result writer."""
+
+    def __init__(self, out: str | os.PathLike[str] | None, example: str, newline: str = "") -> None:
+        self.path = Path(out) if out else None
+        self.partial_path = self.path.with_name(self.path.name + ".partial") if self.path else None
+        self.stream: IO[str]
+        if self.path is not None:
+            if self.path.is_dir():
+                raise MmdeskError(f"--out {self.path} is a directory", f"give a file name such as {example}")
+            if not self.path.parent.exists():
+                raise MmdeskError(f"the folder of --out {self.path} does not exist", "create it or choose another path")
+            self.stream = open(self.partial_path, "w", encoding="utf-8", newline=newline)  # noqa: SIM115 - close()
+        else:
+            self.stream = sys.stdout
+
+    def write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.path is None:
+            self.stream.flush()
+            return
+        if not self.stream.closed:
+            self.stream.flush()
+            os.fsync(self.stream.fileno())
+            self.stream.close()
+            os.replace(self.partial_path, self.path)
+
+
 class RecordWriter:
     def __init__(self, out: str | os.PathLike[str] | None, fmt: str = "jsonl") -> None:
         if fmt not in ("jsonl", "csv"):
             raise MmdeskError(f"unknown output format {fmt!r}", "use --format jsonl or --format csv")
         self.fmt = fmt
-        self.path = Path(out) if out else None
-        self.partial_path = self.path.with_name(self.path.name + ".partial") if self.path else None
-        self._stream: IO[str]
-        if self.path is not None:
-            if self.path.is_dir():
-                raise MmdeskError(f"--out {self.path} is a directory", "give a file name such as result.jsonl")
-            if not self.path.parent.exists():
-                raise MmdeskError(f"the folder of --out {self.path} does not exist", "create it or choose another path")
-            self._stream = open(self.partial_path, "w", encoding="utf-8", newline="")
-        else:
-            self._stream = sys.stdout
-        self._csv = csv.DictWriter(self._stream, fieldnames=CSV_COLUMNS) if fmt == "csv" else None
+        self._file = PartialFile(out, "result.jsonl")
+        self.path, self.partial_path = self._file.path, self._file.partial_path
+        self._csv = csv.DictWriter(self._file.stream, fieldnames=CSV_COLUMNS) if fmt == "csv" else None
         self._csv_header = False
         self.meta: dict[str, Any] | None = None
         self.windows = 0
@@ -51,10 +74,9 @@ class RecordWriter:
                 self._csv_header = True
             buf = io.StringIO()
             csv.DictWriter(buf, fieldnames=CSV_COLUMNS).writerow(csv_row(record))
-            self._stream.write(buf.getvalue())
+            self._file.write(buf.getvalue())
         else:
-            self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._stream.flush()
+            self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
         if kind == "window":
             self.windows += 1
 
@@ -73,11 +95,4 @@ class RecordWriter:
         tmp.replace(side)
 
     def close(self) -> None:
-        if self.path is None:
-            self._stream.flush()
-            return
-        if not self._stream.closed:
-            self._stream.flush()
-            os.fsync(self._stream.fileno())
-            self._stream.close()
-            os.replace(self.partial_path, self.path)
+        self._file.close()

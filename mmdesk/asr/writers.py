@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from mmdesk.analysis.writers import PartialFile
 from mmdesk.asr.types import Utterance
 from mmdesk.errors import MmdeskError
 
@@ -41,18 +41,9 @@ class TranscriptWriter:
         if fmt not in FORMATS:
             raise MmdeskError(f"unknown transcript format {fmt!r}", f"use one of {', '.join(FORMATS)}")
         self.fmt = fmt
-        self.path = Path(out) if out else None
-        self.partial_path = self.path.with_name(self.path.name + ".partial") if self.path else None
+        self._file = PartialFile(out, "talk.srt", newline="\n")
+        self.path, self.partial_path = self._file.path, self._file.partial_path
         self.cues = 0
-        self._stream: IO[str]
-        if self.path is not None:
-            if self.path.is_dir():
-                raise MmdeskError(f"--out {self.path} is a directory", "give a file name such as talk.srt")
-            if not self.path.parent.exists():
-                raise MmdeskError(f"the folder of --out {self.path} does not exist", "create it or choose another path")
-            self._stream = open(self.partial_path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed by close()
-        else:
-            self._stream = sys.stdout
         if fmt == "vtt":
             self._put("WEBVTT\n\n")
 
@@ -82,15 +73,7 @@ class TranscriptWriter:
             self._put(json.dumps({"type": "end", **record}, ensure_ascii=False) + "\n")
 
     def close(self) -> None:
-        if self.path is None:
-            self._stream.flush()
-            return
-        if not self._stream.closed:
-            self._stream.flush()
-            os.fsync(self._stream.fileno())
-            self._stream.close()
-            os.replace(self.partial_path, self.path)
+        self._file.close()
 
     def _put(self, text: str) -> None:
-        self._stream.write(text)
-        self._stream.flush()
+        self._file.write(text)
