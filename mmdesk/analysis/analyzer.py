@@ -38,6 +38,7 @@ from mmdesk.perception.text import TextEmotion
 from mmdesk.perception.vad import SileroVad
 from mmdesk.perception.voice import VoiceEmotion
 
+FACE_TOKENS = 4  # evenly spaced face frames per window for fusion: it was trained on 1-4 per example
 CONTEXT_S = 10.0  # text that ended this long before a window's text can be its context
 MAX_CONTEXT_CHARS = 300
 MAX_FRAME_SIDE = 1280  # larger frames (4K) are scaled down once on arrival; faces stay > 64 px
@@ -211,7 +212,8 @@ class Analyzer:
         best = max(with_face, key=lambda s: s.det.score)
         probs = np.mean([s.probs for s in with_face], axis=0)
         if self.tokens_wanted:
-            tokens["face"] = np.stack([s.embedding for s in with_face])
+            pick = np.linspace(0, len(with_face) - 1, min(FACE_TOKENS, len(with_face))).round().astype(int)
+            tokens["face"] = np.stack([with_face[i].embedding for i in pick])
         return FaceResult(
             True, _probs(probs), box=best.det.box, score=round(best.det.score, 4),
             frames_with_face=len(with_face), frames_analysed=len(seen), detector=self.detector.name,

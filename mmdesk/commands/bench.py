@@ -171,13 +171,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _fusion_ms(analyzer) -> tuple[list[float], list[float]]:
     """Wall and CPU milliseconds of fusion with face, voice and text present (8 subsets, attribution,
-    interaction, the record), at the token counts of a 2 s window at 5 fps: 10 face frames, 25 voice
-    steps, 12 word pieces. CPU time is what the call costs when the machine is not shared."""
+    interaction, the record), at the token counts of a 2 s window: 4 face frames (the analyzer's
+    FACE_TOKENS), 25 voice steps, 12 word pieces. CPU time is what the call costs when the machine is not shared."""
     if analyzer.fusion is None:
         return [], []
     rng = np.random.default_rng(0)
     tokens = {m: rng.standard_normal((n, analyzer.fusion.dims[m])).astype(np.float32)
-              for m, n in (("face", 10), ("voice", 25), ("text", 12))}
+              for m, n in (("face", 4), ("voice", 25), ("text", 12))}
     uni = {m: tuple(rng.dirichlet(np.ones(7))) for m in tokens}
     wall, cpu = [], []
     for i in range(210):

@@ -100,6 +100,7 @@ def test_record_equals_a_direct_run_of_the_head_on_the_same_tokens(analysed) -> 
     analyzer, results, records, tokens = analysed
     i = max(range(len(records)), key=lambda k: sum(records[k][m]["present"] for m in MODALITIES))
     r = results[i]
+    assert 1 <= len(tokens[i]["face"]) <= 4  # evenly spaced face frames, as many as the head was trained on
     again = analyzer.fusion.fuse(tokens[i], {"face": r.face.probs, "voice": r.voice.probs, "text": r.text.probs})
     assert again.as_record() == {k: records[i][k] for k in ("fused", "alone", "attribution", "interaction", "attention")}
     # the singleton rows are what the head says with one modality shown

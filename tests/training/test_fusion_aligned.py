@@ -83,7 +83,7 @@ def test_ravdess_layout_and_tokens_from_the_real_pipeline(assets: Path, pack_dir
     assert not failed and len(examples) >= 2  # a ~3.5 s clip: windows at 0 and 1 s (and a partial tail)
     ex = examples[0]
     assert ex.emotion == LABELS.index("sad") and ex.sarcasm is None and ex.group == "ravdess-05"
-    assert ex.face is not None and ex.face.shape[1] == analyzer.expression.embedding_dim and len(ex.face) >= 5
+    assert ex.face is not None and ex.face.shape[1] == analyzer.expression.embedding_dim and len(ex.face) == 4
     assert ex.voice is not None and ex.voice.shape[1] == analyzer.voice.frames_dim
     assert ex.text is not None and ex.text.shape[1] == 384 and np.isfinite(ex.face).all()
 
