@@ -142,7 +142,8 @@ class FusionHead:
 
 
 def encoder_identity(entry: ModelEntry) -> str:
-    """What a fusion head depends on: the encoder's pinned source and recipe, not the bytes of this
-    machine's export (a re-export of the same weights gives the same embeddings)."""
-    src = entry.source or {}
-    return f"{src.get('sha256', entry.sha256)}:{src.get('recipe', '')}"
+    """What a fusion head depends on: the exact encoder file (its sha256). The pack's exports are
+    byte-for-byte reproducible from their pinned sources (a clean machine builds the same sha256),
+    while the recipe's fingerprint also changes with comments in the exporter, which must not
+    switch fusion off."""
+    return entry.sha256

@@ -133,9 +133,10 @@ def test_a_head_trained_on_other_encoders_is_refused_with_the_fix(manifest) -> N
     from mmdesk.fusion.head import FusionHead
     from mmdesk.inference.manifest import Manifest
 
-    face = manifest.entries["face_expression"]
-    other = dataclasses.replace(face, source={**face.source, "sha256": "0" * 64})
-    stale = Manifest(manifest.directory, {**manifest.entries, "face_expression": other}, manifest.built)
+    fusion = manifest.entries["fusion"]
+    trained_with = {**fusion.preprocessing["trained_with"], "face_expression": "0" * 64}
+    other = dataclasses.replace(fusion, preprocessing={**fusion.preprocessing, "trained_with": trained_with})
+    stale = Manifest(manifest.directory, {**manifest.entries, "fusion": other}, manifest.built)
     with pytest.raises(ModelError, match="mmdesk train fusion"):
         FusionHead(stale, "cpu")
     analyzer = Analyzer(stale, AnalyzerSettings(device="cpu"))
