@@ -390,51 +390,38 @@ class MjpegServer:
                 self.proc.wait(5)
 
 
+def serve_mjpeg(ffmpeg: str, source: list[str], seconds: float) -> MjpegServer:
+    """Start ``ffmpeg -listen 1`` serving ``source`` (its input and filter arguments) in real time as
+    multipart JPEG (what IP cameras send) to one client, once it is listening."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/cam.mjpg"
+    cmd = [ffmpeg, "-hide_banner", "-loglevel", "quiet", "-nostdin", "-re", *source, "-t", str(seconds),
+           "-f", "mpjpeg", "-q:v", "5", "-listen", "1", url]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = MjpegServer(url, proc)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # wait until ffmpeg listens (without connecting:
+        if proc.poll() is not None:  # ffmpeg serves exactly one client)
+            pytest.fail(f"ffmpeg MJPEG server exited early ({proc.returncode})")
+        state = _listening(port)
+        if state is None:  # no /proc/net/tcp: give ffmpeg a moment
+            time.sleep(1.0)
+            return server
+        if state:
+            return server
+        time.sleep(0.05)
+    server.stop()
+    pytest.fail("ffmpeg MJPEG server did not start listening")
+
+
 @pytest.fixture
 def mjpeg_server(ffmpeg: str) -> Iterator[Callable[..., MjpegServer]]:
-    """Factory: ``mjpeg_server(seconds=10, fps=15)`` starts ``ffmpeg -listen 1`` serving a
-    320x240 testsrc as multipart JPEG (what IP cameras send) to one client, in real time."""
+    """Factory: ``mjpeg_server(seconds=10, fps=15)`` serves a 320x240 testsrc as an MJPEG stream."""
     servers: list[MjpegServer] = []
 
     def start(seconds: float = 10.0, fps: int = 15) -> MjpegServer:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/cam.mjpg"
-        cmd = [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "quiet",
-            "-nostdin",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc=size=320x240:rate={fps}",
-            "-t",
-            str(seconds),
-            "-f",
-            "mpjpeg",
-            "-q:v",
-            "5",
-            "-listen",
-            "1",
-            url,
-        ]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        server = MjpegServer(url, proc)
-        servers.append(server)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # wait until ffmpeg listens (without connecting:
-            if proc.poll() is not None:  # ffmpeg serves exactly one client)
-                pytest.fail(f"ffmpeg MJPEG server exited early ({proc.returncode})")
-            state = _listening(port)
-            if state is None:  # no /proc/net/tcp: give ffmpeg a moment
-                time.sleep(1.0)
-                return server
-            if state:
-                return server
-            time.sleep(0.05)
-        pytest.fail("ffmpeg MJPEG server did not start listening")
+        servers.append(serve_mjpeg(ffmpeg, ["-f", "lavfi", "-i", f"testsrc=size=320x240:rate={fps}"], seconds))
+        return servers[-1]
 
     yield start
     for s in servers:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 import time
@@ -16,7 +15,7 @@ CAPTURE_TESTS = Path(__file__).resolve().parents[1] / "capture"
 if str(CAPTURE_TESTS) not in sys.path:
     sys.path.insert(0, str(CAPTURE_TESTS))
 
-from capture_support import MjpegServer, _listening, alsa_mic, free_port  # noqa: F401  (fixtures)
+from capture_support import MjpegServer, alsa_mic, serve_mjpeg  # noqa: F401  (fixtures)
 
 from mmdesk.capture.clip import ClipSource
 from mmdesk.capture.live import LiveSource
@@ -84,26 +83,9 @@ def clip_camera(ffmpeg: str) -> Iterator[Callable[..., MjpegServer]]:
     servers: list[MjpegServer] = []
 
     def start(clip: Path, seconds: float = 10.0) -> MjpegServer:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/cam.mjpg"
-        cmd = [ffmpeg, "-hide_banner", "-loglevel", "quiet", "-nostdin", "-re", "-stream_loop", "-1",
-               "-i", str(clip), "-t", str(seconds), "-an", "-vf", "scale=640:-2,fps=15",
-               "-f", "mpjpeg", "-q:v", "5", "-listen", "1", url]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        server = MjpegServer(url, proc)
-        servers.append(server)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"ffmpeg MJPEG server exited early ({proc.returncode})")
-            state = _listening(port)
-            if state is None:
-                time.sleep(1.0)
-                return server
-            if state:
-                return server
-            time.sleep(0.05)
-        pytest.fail("ffmpeg MJPEG server did not start listening")
+        source = ["-stream_loop", "-1", "-i", str(clip), "-an", "-vf", "scale=640:-2,fps=15"]
+        servers.append(serve_mjpeg(ffmpeg, source, seconds))
+        return servers[-1]
 
     yield start
     for s in servers:
