@@ -56,6 +56,7 @@ class AudioView(QWidget):
         self.readout.setMinimumWidth(80)
         self.readout.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.plot = pg.PlotWidget(background="w")
+        self.plot.setObjectName("waveform")
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
         self.plot.setMenuEnabled(False)

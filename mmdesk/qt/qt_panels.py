@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from mmdesk.core.labels import LABELS
-from mmdesk.qt.qt_theme import INTERACTION_COLORS, LABEL_COLORS, MODALITY_COLORS, MUTED
+from mmdesk.qt.qt_theme import GRID_COLOR, INTERACTION_COLORS, LABEL_COLORS, MODALITY_COLORS, MUTED
 from mmdesk.session.model import (
     FUSION_MISSING,
     INTERACTION_TYPES,
@@ -97,12 +97,14 @@ class AttributionPanel(QWidget):
             f"<span style='color:{MODALITY_COLORS[m]}'>■</span> {m}" for m in MODALITIES))
         self.stack_title.setTextFormat(Qt.TextFormat.RichText)
         self.stack = pg.PlotWidget(background="w")
+        self.stack.setObjectName("contributions")
         self.stack.setMenuEnabled(False)
         self.stack.setMouseEnabled(x=False, y=False)
         self.stack.hideButtons()
         self.stack.setLabel("left", "contribution")
         self.stack.setMinimumHeight(90)
-        self.stack.showGrid(y=True, alpha=0.15)
+        # a zero rule instead of pyqtgraph's translucent grid (most of a repaint's cost, see the timeline)
+        self.stack.addItem(pg.InfiniteLine(pos=0.0, angle=0, movable=False, pen=pg.mkPen(GRID_COLOR)))
         self.stack_items: dict[str, pg.BarGraphItem] = {}
         self.shown: dict[str, float] = {}  # what the bars show now (for tests and exports)
         lay = QVBoxLayout(self)

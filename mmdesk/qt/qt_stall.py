@@ -50,4 +50,6 @@ class StallMeter(QObject):
         return {"ticks": len(self.stalls_ms), "seconds": round(float(a.sum() + TICK_MS * len(a)) / 1e3, 2),
                 "max_ms": round(float(a.max()), 1), "p99_ms": round(float(np.percentile(a, 99)), 1),
                 "median_ms": round(float(np.median(a)), 2), "over_50ms": int((a > 50).sum()),
-                "gui_cpu_max_ms": round(float(b.max()), 1), "gui_cpu_p99_ms": round(float(np.percentile(b, 99)), 1)}
+                "gui_cpu_max_ms": round(float(b.max()), 1), "gui_cpu_p99_ms": round(float(np.percentile(b, 99)), 1),
+                # the five longest stalls with the GUI thread's CPU time in each: work of ours, or waiting
+                "worst": [[round(float(a[i]), 1), round(float(b[i]), 1)] for i in np.argsort(a)[::-1][:5]]}

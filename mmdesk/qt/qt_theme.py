@@ -23,6 +23,7 @@ INTERACTION_COLORS: dict[str, str] = {
     "emergence": "#f58518",
 }
 MUTED = "#6b7280"
+GRID_COLOR = "#e5e7eb"
 PANEL_BG = "#ffffff"
 WINDOW_BG = "#f3f4f6"
 

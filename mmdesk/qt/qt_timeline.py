@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from mmdesk.core.labels import LABELS
-from mmdesk.qt.qt_theme import LABEL_COLORS, SARCASM_COLOR
+from mmdesk.qt.qt_theme import GRID_COLOR, LABEL_COLORS, SARCASM_COLOR
 from mmdesk.session.model import FUSION_MISSING, SessionData
 
 LIVE_SPAN_S = 30.0
@@ -35,10 +35,14 @@ class Timeline(QWidget):
         self.note = QLabel("")
         self.note.setObjectName("muted")
         self.plot = pg.PlotWidget(background="w")
+        self.plot.setObjectName("timeline")
         self.plot.setMenuEnabled(False)
         self.plot.setLabel("bottom", "time", units="s")
         self.plot.setLabel("left", "probability")
-        self.plot.showGrid(x=True, y=True, alpha=0.15)
+        # pyqtgraph's own grid (translucent lines across the view, redrawn with the axis) cost ~38 of
+        # the ~47 ms of a repaint; four opaque horizontal rules read as well and cost nothing
+        for y in (0.25, 0.5, 0.75, 1.0):
+            self.plot.addItem(pg.InfiniteLine(pos=y, angle=0, movable=False, pen=pg.mkPen(GRID_COLOR)))
         self.plot.setYRange(0, 1.02, padding=0)
         self.plot.setMouseEnabled(x=True, y=False)
         self.plot.getViewBox().setLimits(yMin=-0.02, yMax=1.05, xMin=-1)
