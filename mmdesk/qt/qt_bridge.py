@@ -10,7 +10,9 @@ from PySide6.QtCore import QObject, Signal
 
 
 class SessionBridge(QObject):
-    record = Signal(object)  # a record dict (meta, window or end)
+    record = Signal(object)  # a record dict (meta, window or end) of a clip analysis
+    live_record = Signal(object, object)  # (token of the live session, record)
+    live_stopped = Signal(object, object)  # (token, LiveSession) once its threads and devices are closed
     progress = Signal(float)
     failed = Signal(str)
     device = Signal(object)  # mmdesk.session.live.DeviceEvent

@@ -82,6 +82,12 @@ class MainWindow(QMainWindow):
         self.mode = "idle"  # idle | clip | live | session
         self.job: ClipJob | None = None
         self.live: LiveSession | None = None
+        # The live session whose records the view takes: a fresh object per start. A session being
+        # stopped in the background keeps its token until it is done, so its last windows (speech
+        # still being transcribed) are kept; opening something else drops the token and them.
+        self._live_token: object | None = None
+        self._stopping: set[LiveSession] = set()
+        self._start_when_stopped = False
         self.selected: int | None = None
         self.envelope: Envelope | None = None
         self.position = 0.0
@@ -97,6 +103,8 @@ class MainWindow(QMainWindow):
         # emits into a bridge with no receivers instead of a deleted object
         self.bridge = SessionBridge()
         self.bridge.record.connect(self._on_record)
+        self.bridge.live_record.connect(self._on_live_record)
+        self.bridge.live_stopped.connect(self._on_live_stopped)
         self.bridge.progress.connect(self._on_progress)
         self.bridge.failed.connect(self._on_failed)
         self.bridge.device.connect(self._on_device)
@@ -292,7 +300,7 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         self.redraw_timer.stop()
-        self._stop_live()
+        self._stop_live(wait=True)
         if self.job is not None:
             self.job.cancel()
             self.job.join(10)
@@ -414,36 +422,69 @@ class MainWindow(QMainWindow):
     def start_live(self) -> None:
         if self.live is not None:
             return
+        self._start_when_stopped = bool(self._stopping)  # its devices are still open: start after
         self._stop_clip()
         self._reset(mode="live")
         self.timeline.set_live(True)
-        self.live = LiveSession(self.engine, LiveSettings(), on_record=self.bridge.record.emit,
-                                on_device=self.bridge.device.emit, on_text=self.bridge.text.emit,
-                                on_failed=self.bridge.failed.emit, run=self.tasks.submit).start()
+        if not self._start_when_stopped:
+            self._open_live()
         self.live_button.blockSignals(True)
         self.live_button.setChecked(True)
         self.live_button.setText("Stop live")
         self.live_button.blockSignals(False)
         self.video.set_message("")
-        self._device_chosen("camera", force=True)
-        self._device_chosen("microphone", force=True)
         self.statusBar().showMessage("Live session started (models load on first use).", 5000)
 
-    def _stop_live(self) -> None:
+    def _open_live(self) -> None:
+        token = self._live_token = object()
+        self.live = LiveSession(self.engine, LiveSettings(),
+                                on_record=lambda r: self.bridge.live_record.emit(token, r),
+                                on_device=self.bridge.device.emit, on_text=self.bridge.text.emit,
+                                on_failed=self.bridge.failed.emit, run=self.tasks.submit).start()
+        self._device_chosen("camera", force=True)
+        self._device_chosen("microphone", force=True)
+
+    def _stop_live(self, wait: bool = False) -> None:
+        """Stop capturing now; the session's threads, devices and last transcription close in the
+        background (that took ~1.5 s on this thread: a frozen window). ``wait``: here, for quitting."""
+        self._start_when_stopped = False
         live, self.live = self.live, None
-        if live is not None:
-            live.stop()
-            if self.data.end is None and self.data.meta:
-                self.data.add({"type": "end", "complete": True, "windows": len(self.data), "error": "",
-                               "media_seconds": round(live.clock.now(), 3), "notes": []})
         self.live_button.blockSignals(True)
         self.live_button.setChecked(False)
         self.live_button.setText("Start live")
         self.live_button.blockSignals(False)
-        self.timeline.set_live(False)
-        if self.mode == "live":
+        if live is None:
+            return
+        token = self._live_token
+        if wait:
+            live.stop()
+            self._on_live_stopped(token, live)
+        else:
+            self._stopping.add(live)
+            self.tasks.submit(self._finish_live, token, live)
+
+    def _finish_live(self, token: object, live: LiveSession) -> None:  # a pool thread
+        live.stop()
+        self.bridge.live_stopped.emit(token, live)
+
+    def _on_live_stopped(self, token: object, live: LiveSession) -> None:
+        self._stopping.discard(live)
+        if token is not None and token is self._live_token and self.mode == "live":
+            self._live_token = None
+            if self.data.end is None and self.data.meta:
+                self.data.add({"type": "end", "complete": True, "windows": len(self.data), "error": "",
+                               "media_seconds": round(live.clock.now(), 3), "notes": []})
+            self.timeline.set_live(False)
             self.mode = "session"
             self.timeline.fit(self.data.duration)
+            self._mark_dirty()
+        if self._start_when_stopped and not self._stopping:
+            self._start_when_stopped = False
+            self._open_live()
+
+    def _on_live_record(self, token: object, record: dict[str, Any]) -> None:
+        if token is self._live_token and self.mode == "live":
+            self._on_record(record)
 
     def submit_text(self) -> None:
         text = self.text_box.text()
@@ -548,6 +589,7 @@ class MainWindow(QMainWindow):
 
     def _reset(self, mode: str) -> None:
         self.mode = mode
+        self._live_token = None  # a live session still stopping no longer adds to what is shown
         self.data = SessionData()
         self.selected = None
         self.envelope = None

@@ -22,7 +22,13 @@ from PySide6.QtWidgets import (
 )
 
 from mmdesk.core.labels import LABELS
-from mmdesk.qt.qt_theme import GRID_COLOR, INTERACTION_COLORS, LABEL_COLORS, MODALITY_COLORS, MUTED
+from mmdesk.qt.qt_theme import (
+    GRID_COLOR,
+    INTERACTION_COLORS,
+    LABEL_COLORS,
+    MODALITY_COLORS,
+    MUTED,
+)
 from mmdesk.session.model import (
     FUSION_MISSING,
     INTERACTION_TYPES,

@@ -33,7 +33,7 @@ def main(camera: str, seconds: float) -> dict:
     w.set_devices(None if camera == "none" else camera, None if os.environ.get("NO_MIC") else "mmdesk_mic")
     w.start_live()
     meter.start()
-    seen = {"frames": 0, "max_db": -100.0, "max_fps": 0.0, "banners": []}
+    seen = {"frames": 0, "max_db": -100.0, "max_fps": 0.0, "banners": [], "wave_max": 0.0, "wave_min": 0.0}
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         app.processEvents()
@@ -41,6 +41,9 @@ def main(camera: str, seconds: float) -> dict:
         if w.video.image is not None:
             seen["frames"] += 1
         seen["max_db"] = max(seen["max_db"], w.audio.meter.db)
+        _, lo, hi = w.audio.waveform()
+        if len(hi):
+            seen["wave_max"], seen["wave_min"] = max(seen["wave_max"], float(hi.max())), min(seen["wave_min"], float(lo.min()))
         if w.live is not None:
             seen["max_fps"] = max(seen["max_fps"], w.live.stats().capture_fps)
         if w.banner.isVisible() and w.banner.text() not in seen["banners"]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from capture_support import MIC_AMP
 from PySide6.QtGui import QImage
 
 HERE = Path(__file__).resolve().parent
@@ -34,6 +35,8 @@ def test_live_window_with_file_backed_camera_and_microphone(alsa_mic, clip_camer
     assert r["last_happy"] is not None and r["timeline_last_happy"] == pytest.approx(r["last_happy"])
     # the 440 Hz test microphone: heard (-9 dBFS sine), judged not to be speech
     assert r["max_db"] > -15 and "no speech detected" in r["voice_reasons"]
+    # the scrolling waveform draws the sine's envelope: its peaks at ± the amplitude
+    assert r["wave_max"] == pytest.approx(MIC_AMP, rel=0.05) and r["wave_min"] == pytest.approx(-MIC_AMP, rel=0.05)
     assert "CPU" in r["provider"] and "fps" in r["status"]["fps"] and "latency" in r["status"]["latency"]
     # the stream ended: a clear message, and the windows went on without the camera
     assert any(b.startswith("Camera:") for b in r["banners"]), r["banners"]

@@ -154,3 +154,30 @@ def test_missing_devices_keep_text_analysis_working(engine, qtbot, tmp_path: Pat
     qtbot.waitUntil(lambda: "windows/s" in w.stat["wps"].text() and "CPU" in w.stat["provider"].text(), timeout=5000)
     w.shutdown()
     assert w.live is None and w.data.end is not None
+
+
+def test_stopping_live_returns_at_once_and_keeps_the_session(engine, qtbot, tmp_path: Path) -> None:
+    """Stop closes threads and devices in the background (it froze the window ~1.5 s); the windows
+    are kept and the session ends with an end record; a start while it stops waits for it."""
+    w = MainWindow(engine, temp_settings(tmp_path))
+    qtbot.addWidget(w)
+    w.show()
+    w.set_devices(camera=None, microphone=None)
+    w.live_button.click()
+    assert w.live is not None and w.mode == "live"
+    w.text_box.setText("Thank you, that was really kind of you.")
+    qtbot.keyClick(w.text_box, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: any(r["text"]["present"] for r in w.data.windows), timeout=20000)
+    w.live_button.click()  # stop
+    assert w.live is None and w.live_button.text() == "Start live"
+    qtbot.waitUntil(lambda: w.mode == "session" and w.data.end is not None, timeout=15000)
+    kept = [r["text"]["text"] for r in w.data.windows if r["text"]["present"]]
+    assert kept == ["Thank you, that was really kind of you."]
+    w.live_button.click()  # start again, then stop and start before the stop has finished
+    w.live_button.click()
+    w.live_button.click()
+    assert w.mode == "live" and w.live_button.text() == "Stop live"
+    qtbot.waitUntil(lambda: w.live is not None and not w._stopping, timeout=15000)
+    assert w.data.windows == [] and w.data.end is None  # a fresh session, nothing of the last one
+    w.shutdown()
+    assert w.live is None and w.data.end is not None
