@@ -11,7 +11,6 @@ import collections
 import time
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from mmdesk.core.labels import LABELS
@@ -33,6 +32,7 @@ from mmdesk.perception.face import (
     FaceExpression,
     face_crop,
 )
+from mmdesk.perception.imageops import downscale_area
 from mmdesk.perception.sarcasm import Sarcasm
 from mmdesk.perception.text import TextEmotion
 from mmdesk.perception.vad import SileroVad
@@ -41,7 +41,7 @@ from mmdesk.perception.voice import VoiceEmotion
 FACE_TOKENS = 4  # evenly spaced face frames per window for fusion: it was trained on 1-4 per example
 CONTEXT_S = 10.0  # text that ended this long before a window's text can be its context
 MAX_CONTEXT_CHARS = 300
-MAX_FRAME_SIDE = 1280  # larger frames (4K) are scaled down once on arrival; faces stay > 64 px
+MAX_FRAME_SIDE = 1280  # larger frames (1080p, 4K) are block-averaged by a whole factor to fit; faces stay > 64 px
 
 
 @dataclass(frozen=True)
@@ -176,17 +176,16 @@ class Analyzer:
         crops, owners = [], []
         for frame in new:
             image = frame.image
-            if max(image.shape[:2]) > MAX_FRAME_SIDE:
-                s = MAX_FRAME_SIDE / max(image.shape[:2])
-                image = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+            factor = -(-max(image.shape[:2]) // MAX_FRAME_SIDE)  # block averaging: no aliasing, cheap
+            image = downscale_area(image, factor)
             t = time.perf_counter()
             dets = self.detector.detect(image)
             self.times.add("face_detection", (time.perf_counter() - t) * 1e3, per_frame=True)
             det = dets[0] if dets else None
             if det is not None and image is not frame.image:  # report boxes in source pixels
-                s = frame.image.shape[1] / image.shape[1]
-                det = FaceDetection(tuple(int(round(v * s)) for v in det.box), det.score,
-                                    tuple((x * s, y * s) for x, y in det.landmarks) if det.landmarks else None)
+                det = FaceDetection(tuple(v * factor for v in det.box), det.score,
+                                    tuple((x * factor, y * factor) for x, y in det.landmarks)
+                                    if det.landmarks else None)
                 image = frame.image
             self._faces[frame.index] = _FrameFace(det, None)
             if det is not None and det.box[2] >= 8 and det.box[3] >= 8:

@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from mmdesk.errors import MmdeskError
     from mmdesk.inference.pack import open_pack
     from mmdesk.perception.face import face_crop
+    from mmdesk.perception.imageops import resize_bilinear
     from mmdesk.sync.windower import WindowSpec
 
     clip = Path(args.clip) if args.clip else _default_clip()
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         while len(frames) < 12 and not src.exhausted:
             item = src.read(timeout=1.0)
             if item is not None and hasattr(item, "image"):
-                frames.append(__import__("cv2").resize(item.image, (640, 480)))
+                frames.append(resize_bilinear(item.image, (640, 480)))
     face_ms: list[float] = []
     for _ in range(3):
         for img in frames:

@@ -76,15 +76,6 @@ def collect(models: str | None, device: str, probe_devices: bool = True) -> dict
                 row["error"] = exc.one_line()
                 problems.append(exc.one_line())
             report["models"][role] = row
-        if "face_detector" in manifest.entries:
-            from mmdesk.perception.face import FaceDetector
-
-            try:
-                det = FaceDetector(manifest, device=device)
-                if det.name != "yunet":
-                    warnings.append(f"YuNet could not be loaded ({det.fallback_reason}); using the Haar cascade")
-            except MmdeskError as exc:
-                problems.append(exc.one_line())
     except MmdeskError as exc:
         problems.append(exc.one_line())
 

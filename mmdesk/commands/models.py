@@ -164,7 +164,7 @@ def _verify(args: argparse.Namespace) -> int:
     from mmdesk.inference.manifest import verify_file
     from mmdesk.inference.pack import open_pack
     from mmdesk.inference.runtime import open_model
-    from mmdesk.modelpack.build import check_haar, check_tokenizer, check_whisper_dir
+    from mmdesk.modelpack.build import check_tokenizer, check_whisper_dir
 
     manifest = open_pack(args.models)
     print(f"verifying the model pack in {manifest.directory}")
@@ -177,9 +177,7 @@ def _verify(args: argparse.Namespace) -> int:
                 detail = f"sha256 ok, IO ok ({io}, {model.active_provider})"
             else:
                 path = verify_file(manifest, role)
-                if entry.format == "haar-xml":
-                    check_haar(path)
-                elif entry.format == "tokenizer-json":
+                if entry.format == "tokenizer-json":
                     check_tokenizer(path)
                 elif entry.format == "ctranslate2-whisper":
                     check_whisper_dir(path)

@@ -56,9 +56,8 @@ def sha256_tree(files: Iterable[Path], root: Path) -> str:
 
 
 def face_fer2013(manifest: Manifest, data: Path, *, split: str | None = None, device: str = "cpu") -> EvalResult:
-    import cv2
-
     from mmdesk.perception.face import FaceExpression
+    from mmdesk.perception.imageops import resize_bilinear
 
     if not data.is_file():
         raise MmdeskError(f"{data} is not a file", "pass the FER2013 npz with --data FILE")
@@ -76,8 +75,7 @@ def face_fer2013(manifest: Manifest, data: Path, *, split: str | None = None, de
     y_true = [LABELS.index(FER2013_LABELS[int(k)]) for k in labels]
     y_pred: list[int] = []
     for i in range(0, len(images), BATCH):
-        crops = np.stack([cv2.resize(im, (model.size, model.size), interpolation=cv2.INTER_LINEAR)
-                          for im in images[i : i + BATCH]])
+        crops = np.stack([resize_bilinear(im, (model.size, model.size)) for im in images[i : i + BATCH]])
         y_pred.extend(model.predict(crops).argmax(1).tolist())
     notes = ["the default pack's FER model was trained on the official FER2013 train set; the shared "
              "assets' train/val images overlap it, so their scores are optimistic"]

@@ -35,10 +35,10 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    role: str  # face_detector, face_detector_fallback, face_expression, text_encoder, ...
+    role: str  # face_detector, face_expression, text_encoder, ...
     file: str  # relative to the pack directory
     sha256: str
-    format: str  # onnx, haar-xml, tokenizer-json
+    format: str  # onnx, tokenizer-json, ctranslate2-whisper
     source: dict[str, Any]  # where it came from (kind, requirement/url/path, sha256, member)
     license: str
     card: str = ""  # relative path of the model card in the pack

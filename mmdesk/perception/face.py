@@ -1,17 +1,22 @@
-"""Face detection (YuNet, Haar cascade fallback) and expression (FER mini-Xception on onnxruntime)."""
+"""Face detection (YuNet) and expression (FER mini-Xception), both on onnxruntime; image work in numpy."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import cv2
 import numpy as np
 
 from mmdesk.core.labels import FER2013_LABELS, LABELS, reorder
-from mmdesk.errors import MediaError, ModelError
-from mmdesk.inference.manifest import Manifest, verify_file
+from mmdesk.errors import ModelError
+from mmdesk.inference.manifest import Manifest
 from mmdesk.inference.runtime import OnnxModel, open_model
+from mmdesk.perception.imageops import (
+    bgr_to_grey,
+    nms,
+    resize_bilinear,
+    rotation_matrix,
+    warp_affine,
+)
 
 # 5 YuNet landmarks: right eye, left eye, nose tip, right and left mouth corner (image x, y).
 _RIGHT_EYE, _LEFT_EYE = 0, 1
@@ -56,44 +61,29 @@ def decode_yunet(outputs: dict[str, np.ndarray], pad_h: int, pad_w: int, score_t
     if not rows:
         return np.zeros((0, 15), np.float32)
     faces = np.concatenate(rows).astype(np.float32)
-    idx = cv2.dnn.NMSBoxes(faces[:, :4].tolist(), faces[:, 14].tolist(), score_threshold, nms_threshold,
-                           top_k=top_k)
-    return faces[np.asarray(idx, dtype=np.int64).reshape(-1)]
+    return faces[nms(faces[:, :4], faces[:, 14], score_threshold, nms_threshold, top_k=top_k)]
 
 
 class FaceDetector:
-    """YuNet on onnxruntime (CUDA when present); the Haar cascade when YuNet cannot be loaded."""
+    """YuNet on onnxruntime (CUDA when present).
 
-    def __init__(self, manifest: Manifest, *, device: str = "auto", prefer: str = "yunet") -> None:
-        self.name = ""
-        self._yunet: OnnxModel | None = None
-        self._haar = None
-        self.max_side = 640
-        self.fallback_reason = ""
-        if prefer == "yunet":
-            try:
-                pre = manifest.entry("face_detector").preprocessing
-                self.max_side = int(pre.get("max_side", 640))
-                self.score_threshold = float(pre.get("score_threshold", 0.6))
-                self.nms_threshold = float(pre.get("nms_threshold", 0.3))
-                self._yunet = open_model(manifest, "face_detector", device)
-                self._output_names = [o.name for o in self._yunet.session.get_outputs()]
-                self.name = "yunet"
-            except ModelError as exc:
-                self.fallback_reason = exc.one_line()
-        if self._yunet is None:
-            entry = manifest.entry("face_detector_fallback")
-            path = verify_file(manifest, "face_detector_fallback")
-            self._haar = cv2.CascadeClassifier(str(path))
-            if self._haar.empty():
-                raise ModelError(f"face detector {path} could not be loaded by OpenCV",
-                                 "rebuild the pack with `mmdesk models build`")
-            self.max_side = int(entry.preprocessing.get("max_side", 640))
-            self.name = "haar"
+    A missing or corrupt YuNet file is a ModelError naming the file and the fix: YuNet ships in the pack
+    and is checked there (the Haar cascade fallback went with OpenCV, to keep the installer small).
+    """
+
+    name = "yunet"
+
+    def __init__(self, manifest: Manifest, *, device: str = "auto") -> None:
+        pre = manifest.entry("face_detector").preprocessing
+        self.max_side = int(pre.get("max_side", 640))
+        self.score_threshold = float(pre.get("score_threshold", 0.6))
+        self.nms_threshold = float(pre.get("nms_threshold", 0.3))
+        self._yunet: OnnxModel = open_model(manifest, "face_detector", device)
+        self._output_names = [o.name for o in self._yunet.session.get_outputs()]
 
     @property
     def provider(self) -> str:
-        return self._yunet.active_provider if self._yunet is not None else "OpenCV Haar cascade (CPU)"
+        return self._yunet.active_provider
 
     def detect(self, image: np.ndarray) -> list[FaceDetection]:
         """Faces in a BGR image, best first; boxes in the image's own pixel coordinates.
@@ -106,34 +96,20 @@ class FaceDetector:
     def _detect_at(self, image: np.ndarray, max_side: int) -> list[FaceDetection]:
         h, w = image.shape[:2]
         scale = min(1.0, max_side / max(h, w))
-        small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR) \
-            if scale < 1.0 else image
+        small = resize_bilinear(image, (round(w * scale), round(h * scale))) if scale < 1.0 else image
         sh, sw = small.shape[:2]
-        if self._yunet is not None:
-            pad_h, pad_w = -(-sh // 32) * 32, -(-sw // 32) * 32
-            blob = np.zeros((1, 3, pad_h, pad_w), np.float32)  # BGR, raw 0..255, zero padding
-            blob[0, :, :sh, :sw] = small.transpose(2, 0, 1)
-            outs = dict(zip(self._output_names, self._yunet.run({"input": blob})))
-            rows = decode_yunet(outs, pad_h, pad_w, self.score_threshold, self.nms_threshold)
-            return [
-                FaceDetection(
-                    _clip_box(tuple(int(round(v / scale)) for v in r[:4]), w, h),
-                    float(r[14]),
-                    tuple((float(r[4 + 2 * i] / scale), float(r[5 + 2 * i] / scale)) for i in range(5)),
-                )
-                for r in rows
-            ]
-        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        boxes, _, weights = self._haar.detectMultiScale3(
-            grey, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24), outputRejectLevels=True
-        )
+        pad_h, pad_w = -(-sh // 32) * 32, -(-sw // 32) * 32
+        blob = np.zeros((1, 3, pad_h, pad_w), np.float32)  # BGR, raw 0..255, zero padding
+        blob[0, :, :sh, :sw] = small.transpose(2, 0, 1)
+        outs = dict(zip(self._output_names, self._yunet.run({"input": blob})))
+        rows = decode_yunet(outs, pad_h, pad_w, self.score_threshold, self.nms_threshold)
         return [
             FaceDetection(
-                _clip_box(tuple(int(round(v / scale)) for v in b), w, h),
-                # level weights are unbounded margins; squash them into 0..1 for display
-                float(1 / (1 + np.exp(-float(wt) / 2))),
+                _clip_box(tuple(int(round(v / scale)) for v in r[:4]), w, h),
+                float(r[14]),
+                tuple((float(r[4 + 2 * i] / scale), float(r[5 + 2 * i] / scale)) for i in range(5)),
             )
-            for b, wt in zip(boxes, np.ravel(weights))
+            for r in rows
         ]
 
 
@@ -151,7 +127,7 @@ def _clip_box(box: tuple[int, ...], w: int, h: int) -> tuple[int, int, int, int]
 
 def face_crop(image: np.ndarray, det: FaceDetection, size: int) -> np.ndarray:
     """Greyscale ``size``×``size`` crop, rotated so the eyes are level when landmarks are known."""
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    grey = bgr_to_grey(image) if image.ndim == 3 else image
     x, y, w, h = det.box
     cx, cy = x + w / 2, y + h / 2
     side = max(w, h) * 1.1  # a little margin like the FER training crops (whole face, chin to brow)
@@ -159,10 +135,10 @@ def face_crop(image: np.ndarray, det: FaceDetection, size: int) -> np.ndarray:
     if det.landmarks is not None:
         (rx, ry), (lx, ly) = det.landmarks[_RIGHT_EYE], det.landmarks[_LEFT_EYE]
         angle = float(np.degrees(np.arctan2(ly - ry, lx - rx)))
-    m = cv2.getRotationMatrix2D((cx, cy), angle, size / side)
+    m = rotation_matrix((cx, cy), angle, size / side)
     m[0, 2] += size / 2 - cx
     m[1, 2] += size / 2 - cy
-    return cv2.warpAffine(grey, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return warp_affine(grey, m, (size, size))
 
 
 class FaceExpression:
@@ -205,9 +181,3 @@ class FaceExpression:
         probs, emb = self.model.run({self._input: self._input_tensor(crops)}, [self._probs, "embedding"])
         return reorder(probs, self.source_labels), emb
 
-
-def load_image(path: str | Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise MediaError(f"{path} is not an image OpenCV can read", "use a JPEG or PNG file")
-    return image

@@ -1,4 +1,6 @@
-"""Face detection on onnxruntime matches OpenCV's YuNet, crops are aligned, expressions are sane."""
+"""Face detection on onnxruntime matches OpenCV's YuNet, crops are aligned, expressions are sane.
+
+OpenCV is only the reference here (it is in the dev extras, not in the runtime)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 
 from mmdesk.core.labels import LABELS
+from mmdesk.errors import ModelError
 from mmdesk.inference.manifest import load_manifest
 from mmdesk.perception.face import FaceDetector, FaceExpression, face_crop
 
@@ -90,12 +93,12 @@ def test_expression_of_fer_faces(assets, manifest) -> None:
     assert (probs.argmax(1) == truth).mean() > 0.55
 
 
-def test_haar_fallback_when_yunet_is_unusable(tmp_path, assets, pack_dir) -> None:
+def test_unusable_yunet_is_a_clear_model_error(tmp_path, pack_dir) -> None:
+    """No silent fallback detector: the error names the file and says how to fix it."""
     pack = tmp_path / "pack"
     shutil.copytree(pack_dir, pack)
     (pack / "face_detector.onnx").write_bytes(b"not a model")
-    det = FaceDetector(load_manifest(pack), device="cpu")
-    assert det.name == "haar" and "face_detector.onnx" in det.fallback_reason
-    img = cv2.imread(str(assets / "media" / "test_image.jpg"))
-    faces = det.detect(img)
-    assert len(faces) >= 3 and all(0 < f.score < 1 for f in faces)
+    with pytest.raises(ModelError) as err:
+        FaceDetector(load_manifest(pack), device="cpu")
+    msg = err.value.one_line()
+    assert "face_detector.onnx" in msg and "mmdesk models build" in msg

