@@ -1,24 +1,24 @@
-"""A camera (device index) or network stream (e.g. an MJPEG http URL) via OpenCV, as a live source.
+"""A camera (device index) or network stream (e.g. an MJPEG http URL) via PyAV, as a live source.
 
-A background thread grabs frames as fast as the camera delivers them and puts them into a
-``NewestWinsBuffer`` (newest wins; ``dropped`` counts what the consumer missed). Each frame's
-time is the session clock read right after ``grab()`` returned, so frames from the camera and
-the microphone share one timeline. ``open()`` waits for the first frame, so a camera that opens
-but never delivers is reported there. If reads keep failing mid-session (unplugged camera,
-stream server gone) the source ends: ``lost`` is True, ``error`` says what happened, ``read``
-returns the frames still buffered and then None, and ``exhausted`` becomes True.
+Cameras are opened through FFmpeg's capture devices: v4l2 (``/dev/videoN``) on Linux, avfoundation
+on macOS, dshow on Windows (the Nth video device it lists). A background thread reads frames as
+fast as the camera delivers them and puts them into a ``NewestWinsBuffer`` (newest wins;
+``dropped`` counts what the consumer missed). Each frame's time is the session clock read right
+after its packet arrived, so frames from the camera and the microphone share one timeline.
+``open()`` waits for the first frame, so a camera that opens but never delivers is reported
+there. If reads keep failing mid-session (unplugged camera, stream server gone) the source ends:
+``lost`` is True, ``error`` says what happened, ``read`` returns the frames still buffered and
+then None, and ``exhausted`` becomes True.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
+import re
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
-
-import numpy as np
 
 from mmdesk.capture.base import register_source
 from mmdesk.capture.live import LiveSource, Pump
@@ -32,34 +32,11 @@ log = logging.getLogger(__name__)
 MAX_READ_FAILURES = 10
 #: seconds ``open()`` waits for the first frame
 FIRST_FRAME_TIMEOUT = 5.0
-#: network streams: FFmpeg open/read timeouts (ms), so a dead server cannot hang a read forever
+#: FFmpeg open/read timeouts (ms), so a dead server or a hung device cannot block a read forever
 STREAM_TIMEOUT_MS = 5000
-
-
-def _cv2() -> Any:
-    try:
-        import cv2
-    except Exception as e:  # ImportError, or a broken binary wheel
-        raise DeviceError(
-            f"OpenCV is not usable here ({e})", "reinstall it: pip install opencv-python-headless"
-        ) from None
-    return cv2
-
-
-@contextlib.contextmanager
-def _quiet_opencv(cv2: Any) -> Iterator[None]:
-    """Silence OpenCV's own warnings (e.g. 'can't open camera by index') while probing."""
-    try:
-        logging_mod = cv2.utils.logging
-        old = logging_mod.getLogLevel()
-        logging_mod.setLogLevel(logging_mod.LOG_LEVEL_SILENT)
-    except Exception:
-        yield
-        return
-    try:
-        yield
-    finally:
-        logging_mod.setLogLevel(old)
+#: where Linux lists its video devices, and their names
+DEV_DIR = Path("/dev")
+V4L_SYSFS = Path("/sys/class/video4linux")
 
 
 def _parse_device(device: int | str) -> int | str:
@@ -72,27 +49,47 @@ def _is_stream(device: int | str) -> bool:
     return isinstance(device, str)
 
 
-def _open_capture(cv2: Any, device: int | str) -> Any:
-    with _quiet_opencv(cv2):
-        if _is_stream(device):
-            params = [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-                STREAM_TIMEOUT_MS,
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-                STREAM_TIMEOUT_MS,
-            ]
-            return cv2.VideoCapture(str(device), cv2.CAP_FFMPEG, params)
-        return cv2.VideoCapture(int(device))
+def _device_input(index: int, options: dict[str, str]) -> tuple[str, str, dict[str, str]]:
+    """(what to open, FFmpeg input format, options) for camera ``index`` on this platform."""
+    if sys.platform.startswith("linux"):
+        return str(DEV_DIR / f"video{index}"), "v4l2", options
+    if sys.platform == "darwin":
+        # avfoundation's default 29.97 fps is refused by most webcams; 30 is what they offer
+        return str(index), "avfoundation", {"framerate": "30", **options}
+    if sys.platform == "win32":
+        import av
+
+        names = [d.name for d in av.enumerate_input_devices("dshow") if "video" in d.media_types]
+        if not 0 <= index < len(names):
+            raise _no_camera(index)
+        return f"video={names[index]}", "dshow", options
+    raise DeviceError(f"camera devices are not supported on {sys.platform} yet",
+                      "use a camera stream URL (for example an MJPEG http:// URL) instead")
 
 
-def _to_bgr(cv2: Any, image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if image.dtype != np.uint8:
-        image = cv2.convertScaleAbs(image)
-    return image
+def _open_container(device: int | str, width: int | None, height: int | None, fps: float | None) -> Any:
+    """The opened PyAV container; DeviceError (one line, with the fix) when it cannot be opened."""
+    import av  # lazily, like every backend library: importing mmdesk.capture stays cheap
+
+    timeout = STREAM_TIMEOUT_MS / 1000
+    if _is_stream(device):
+        target, fmt, options = str(device), None, {}
+    else:
+        wanted = {}
+        if width and height:
+            wanted["video_size"] = f"{width}x{height}"
+        if fps:
+            wanted["framerate"] = f"{fps:g}"
+        target, fmt, options = _device_input(int(device), wanted)
+    try:
+        container = av.open(target, format=fmt, options=options, timeout=(timeout, timeout))
+    except (av.FFmpegError, OSError) as exc:
+        log.debug("opening %s failed: %s", target, exc)
+        raise _no_camera(device) from None
+    if not container.streams.video:
+        container.close()
+        raise DeviceError(f"camera {device} has no video", "pick a video device or a video stream URL")
+    return container
 
 
 def _no_camera(device: int | str) -> DeviceError:
@@ -106,6 +103,18 @@ def _no_camera(device: int | str) -> DeviceError:
         "connect a camera, close other apps using it, or pick another index "
         "(`mmdesk doctor` lists the cameras found)",
     )
+
+
+def _describe(container: Any, device: int | str) -> dict[str, Any]:
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate
+    return {
+        "device": device,
+        "width": int(stream.codec_context.width or 0),
+        "height": int(stream.codec_context.height or 0),
+        "fps": float(rate) if rate else None,
+        "backend": container.format.name,
+    }
 
 
 @register_source("camera")
@@ -131,16 +140,17 @@ class CameraSource(LiveSource):
         self.fps = fps
         #: what the camera reports once open: width, height, fps, backend
         self.info: dict[str, Any] = {}
-        self._cap: Any = None
-        self._cv2: Any = None
+        self._container: Any = None
+        self._stream: Any = None
+        self._packets: Iterator[Any] | None = None
         self._pump: Pump[VideoFrame] | None = None
         self._index = 0
 
     @classmethod
     def is_available(cls) -> bool:
         try:
-            import cv2  # noqa: F401
-        except Exception:
+            import av  # noqa: F401
+        except ImportError:  # also what a broken binary wheel raises
             return False
         return True
 
@@ -154,32 +164,13 @@ class CameraSource(LiveSource):
             return
         if self._closed:
             raise RuntimeError("CameraSource cannot be reopened after close(); create a new one")
-        cv2 = self._cv2 = _cv2()
-        cap = _open_capture(cv2, self.device)
-        if cap is None or not cap.isOpened():
-            if cap is not None:
-                cap.release()
-            raise _no_camera(self.device)
-        if not _is_stream(self.device):
-            if self.width:
-                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
-            if self.height:
-                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
-            if self.fps:
-                cap.set(cv2.CAP_PROP_FPS, self.fps)
-        self._cap = cap
-        self.info = {
-            "device": self.device,
-            "width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
-            "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
-            "fps": float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or None,
-            "backend": _backend_name(cap),
-        }
-        name = (
-            f"camera {self.device}"
-            if not _is_stream(self.device)
-            else f"camera stream {self.device}"
-        )
+        container = _open_container(self.device, self.width, self.height, self.fps)
+        self._container = container
+        self._stream = container.streams.video[0]
+        self._stream.thread_type = "NONE"  # one frame at a time, no frame-threading latency
+        self._packets = container.demux(self._stream)
+        self.info = _describe(container, self.device)
+        name = f"camera stream {self.device}" if _is_stream(self.device) else f"camera {self.device}"
         self._pump = Pump(
             self._grab,
             self._buffer,
@@ -201,21 +192,28 @@ class CameraSource(LiveSource):
             )
 
     def _grab(self) -> VideoFrame | None:
-        cap = self._cap
-        if cap is None or not cap.grab():
+        """The newest frame of the next packet; None when none came (the stream ended, or the
+        packet held no complete frame). A corrupt packet raises: the pump counts it as a failure."""
+        packets = self._packets
+        if packets is None:
+            return None
+        packet = next(packets, None)  # the demuxer's generator ends for good on EOF or a read error
+        if packet is None:
+            self._packets = None
             return None
         t = self.clock.now()
-        ok, image = cap.retrieve()
-        if not ok or image is None or image.size == 0:
+        decoded = self._stream.decode(packet)
+        if not decoded:
             return None
-        frame = VideoFrame(t=t, image=_to_bgr(self._cv2, image), index=self._index)
+        frame = VideoFrame(t=t, image=decoded[-1].to_ndarray(format="bgr24"), index=self._index)
         self._index += 1
         return frame
 
     def _release(self) -> None:
-        cap, self._cap = self._cap, None
-        if cap is not None:
-            cap.release()
+        container, self._container = self._container, None
+        self._packets = None
+        if container is not None:
+            container.close()
 
     def close(self) -> None:
         if self._closed:
@@ -232,49 +230,63 @@ class CameraSource(LiveSource):
         self._buffer.close()
 
 
-def _backend_name(cap: Any) -> str:
-    try:
-        return str(cap.getBackendName())
-    except Exception:
-        return "unknown"
+def _linux_cameras() -> list[tuple[int, str]]:
+    """(index, name) of each /dev/videoN, named as the driver names it in sysfs."""
+    found = []
+    for node in DEV_DIR.glob("video*"):
+        m = re.fullmatch(r"video(\d+)", node.name)
+        if m is None:
+            continue
+        try:
+            name = (V4L_SYSFS / node.name / "name").read_text(encoding="utf-8").strip()
+        except OSError:
+            name = ""
+        found.append((int(m.group(1)), name or str(node)))
+    return sorted(found)
+
+
+def _candidate_cameras(max_index: int) -> list[tuple[int, str]]:
+    if sys.platform.startswith("linux"):
+        return _linux_cameras()
+    if sys.platform == "win32":
+        import av
+
+        devices = [d for d in av.enumerate_input_devices("dshow") if "video" in d.media_types]
+        return [(i, d.description or d.name) for i, d in enumerate(devices)]
+    return [(i, f"camera {i}") for i in range(max_index)]  # avfoundation: probe the first indexes
 
 
 def list_cameras(max_index: int = 4) -> list[dict[str, Any]]:
-    """Cameras that open at indexes ``0 .. max_index - 1``, probed quietly (for ``mmdesk doctor``).
+    """The cameras that open, probed quietly (for ``mmdesk doctor`` and the device menu).
 
-    Each entry: ``index``, ``name``, ``width``, ``height``, ``fps``, ``backend`` and ``ok``
-    (whether a frame could be read). On Linux an index without ``/dev/videoN`` is skipped
-    without asking OpenCV. Never raises; an empty list means no camera was found.
+    Linux: every ``/dev/videoN``, named from ``/sys/class/video4linux/videoN/name`` (nodes that
+    are not capture devices, such as metadata nodes, do not open and are left out); Windows: the
+    video devices dshow lists; macOS: indexes ``0 .. max_index - 1``. Each entry: ``index``,
+    ``name``, ``width``, ``height``, ``fps``, ``backend`` and ``ok`` (whether a frame could be
+    read). Never raises; an empty list means no camera was found.
     """
+    import av
+
     try:
-        cv2 = _cv2()
-    except DeviceError:
+        candidates = _candidate_cameras(max_index)
+    except Exception:  # a probe must never break doctor
+        log.debug("listing cameras failed", exc_info=True)
         return []
     found: list[dict[str, Any]] = []
-    for index in range(max_index):
-        node = f"/dev/video{index}"
-        if sys.platform.startswith("linux") and not os.path.exists(node):
+    for index, name in candidates:
+        try:
+            container = _open_container(index, None, None, None)
+        except DeviceError:
             continue
         try:
-            cap = _open_capture(cv2, index)
             try:
-                if not cap.isOpened():
-                    continue
-                with _quiet_opencv(cv2):
-                    ok, _ = cap.read()
-                found.append(
-                    {
-                        "index": index,
-                        "name": node if sys.platform.startswith("linux") else f"camera {index}",
-                        "width": int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
-                        "height": int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
-                        "fps": float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or None,
-                        "backend": _backend_name(cap),
-                        "ok": bool(ok),
-                    }
-                )
-            finally:
-                cap.release()
+                ok = next(container.decode(video=0), None) is not None
+            except av.FFmpegError:
+                ok = False
+            found.append({"index": index, "name": name, **_describe(container, index), "ok": ok})
+            del found[-1]["device"]
         except Exception:  # a probe must never break doctor
             log.debug("probing camera %d failed", index, exc_info=True)
+        finally:
+            container.close()
     return found

@@ -1,19 +1,21 @@
-"""CameraSource against a real MJPEG-over-HTTP stream served by ffmpeg on 127.0.0.1."""
+"""CameraSource (PyAV) against a real MJPEG-over-HTTP stream served by ffmpeg on 127.0.0.1."""
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
 import pytest
 
+from mmdesk.capture import camera
 from mmdesk.capture.camera import CameraSource, list_cameras
 from mmdesk.core.clock import SessionClock
 from mmdesk.errors import DeviceError
 
 
 def test_is_available_is_a_bool() -> None:
-    assert CameraSource.is_available() is True  # opencv-python-headless is a dependency
+    assert CameraSource.is_available() is True  # PyAV is a dependency
 
 
 def test_missing_camera_index_is_a_device_error() -> None:
@@ -35,6 +37,24 @@ def test_list_cameras_never_raises() -> None:
     assert isinstance(cams, list)
     for c in cams:
         assert {"index", "name", "width", "height", "fps", "backend", "ok"} <= set(c)
+
+
+def test_linux_cameras_are_named_from_sysfs(tmp_path, monkeypatch) -> None:
+    """/dev/videoN listed in index order with the driver's name; a node that is no capture device
+    (here a plain file) does not open and is left out of list_cameras."""
+    dev, sysfs = tmp_path / "dev", tmp_path / "sys"
+    for n, name in [(10, "Integrated Camera: Integrated C"), (2, "")]:
+        (dev / f"video{n}").parent.mkdir(exist_ok=True)
+        (dev / f"video{n}").write_bytes(b"")
+        if name:
+            (sysfs / f"video{n}").mkdir(parents=True)
+            (sysfs / f"video{n}" / "name").write_text(name + "\n")
+    (dev / "video-extra").write_bytes(b"")
+    monkeypatch.setattr(camera, "DEV_DIR", dev)
+    monkeypatch.setattr(camera, "V4L_SYSFS", sysfs)
+    assert camera._linux_cameras() == [(2, str(dev / "video2")), (10, "Integrated Camera: Integrated C")]
+    if sys.platform.startswith("linux"):
+        assert list_cameras() == []
 
 
 def test_stream_frames_on_the_session_clock(mjpeg_server) -> None:
