@@ -208,20 +208,27 @@ def load_finetuned(adapters: Path, encoder_dir: Path | None = None, merge: bool 
 
 
 def export_onnx(source: Path, out: Path) -> None:
-    """Pack exporter (``build: export:minilm_lora``): adapters merged into the pinned MiniLM, dynamo export."""
+    """Pack exporter (``build: export:minilm_lora``): adapters merged into the pinned MiniLM, dynamo export to
+    float32, then dynamic int8 (:func:`mmdesk.training.onnx_export.quantize_int8`; its F1, agreement and
+    latency vs float32 are in models/cards/text_emotion.md and sarcasm.md)."""
+    import tempfile
+
     from torch.export import Dim
 
-    from mmdesk.training.onnx_export import export_single_file
+    from mmdesk.training.onnx_export import export_single_file, quantize_int8
 
     model, meta = load_finetuned(Path(source))
     ids = torch.tensor([[101, 7592, 1010, 2088, 999, 2129, 2024, 102], [101, 2307, 2833, 1012, 102, 0, 0, 0]])
     mask = (ids != 0).to(torch.int64)
     batch, seq = Dim("batch", min=1, max=4096), Dim("seq", min=1, max=MAX_POSITIONS)
     n = len(meta["labels"])
-    export_single_file(model, (ids, mask), Path(out), input_names=INPUT_NAMES, output_names=(OUTPUT_NAME,),
-                       dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
-                       dim_names={"input_ids": ("batch", "seq"), "attention_mask": ("batch", "seq"),
-                                  OUTPUT_NAME: ("batch", n)})
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        export_single_file(model, (ids, mask), fp32, input_names=INPUT_NAMES, output_names=(OUTPUT_NAME,),
+                           dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
+                           dim_names={"input_ids": ("batch", "seq"), "attention_mask": ("batch", "seq"),
+                                      OUTPUT_NAME: ("batch", n)})
+        quantize_int8(fp32, Path(out))
 
 
 def io_dicts(n_classes: int) -> tuple[list[dict], list[dict]]:

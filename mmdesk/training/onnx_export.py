@@ -20,6 +20,7 @@ What every exported file here guarantees:
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -86,6 +87,50 @@ def export_single_file(
     check_self_contained(out_path)
     onnx.checker.check_model(str(out_path), full_check=True)
     return elapsed
+
+
+def quantize_int8(src: Path, out_path: Path) -> None:
+    """Dynamic int8 copy of a transformer export: MatMul weights int8 per output channel, activations
+    quantized per call (uint8, per tensor); reproducible (same input file, same bytes).
+
+    The FFN down-projections (weights ``[4h, h]``) stay float32: their input is the GELU output, whose
+    outliers per-tensor activation quantization clips; keeping them halved the error vs float32 on MELD
+    train (mean |dp| 0.011 -> 0.007). Embeddings stay float32 (int8 or fp16 tables cost MELD dev F1).
+    """
+    import onnx
+
+    proto = onnx.load(str(src))
+    weights = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    # The dynamo exporter records value_info for initializers; the quantizer turns the classifier's Gemm into
+    # a MatMul on the transposed weight, and the stale entry then fails shape inference ("(384) vs (7)").
+    keep = [v for v in proto.graph.value_info if v.name not in weights]
+    del proto.graph.value_info[:]
+    proto.graph.value_info.extend(keep)
+    down = [n.name for n in proto.graph.node if n.op_type == "MatMul"
+            and any(len(weights.get(i, ())) == 2 and weights[i][0] > weights[i][1] for i in n.input)]
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs a generic "consider pre-processing" warning on the root logger
+    try:
+        _quantize(proto, Path(out_path), down)
+    finally:
+        root.setLevel(level)
+    check_self_contained(Path(out_path))
+
+
+def _quantize(proto: Any, out_path: Path, exclude: list[str]) -> None:
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Path(tmp) / "fp32.onnx"
+        onnx.save_model(proto, str(plain))
+        tmp_out = Path(tmp) / "int8.onnx"
+        quantize_dynamic(str(plain), str(tmp_out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                         per_channel=True, nodes_to_exclude=exclude)
+        out_path.write_bytes(tmp_out.read_bytes())
 
 
 def _load_all_external(proto: Any, base_dir: Path) -> None:
