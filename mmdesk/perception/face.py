@@ -15,6 +15,7 @@ from mmdesk.perception.imageops import (
     nms,
     resize_bilinear,
     rotation_matrix,
+    source_window,
     warp_affine,
 )
 
@@ -127,7 +128,6 @@ def _clip_box(box: tuple[int, ...], w: int, h: int) -> tuple[int, int, int, int]
 
 def face_crop(image: np.ndarray, det: FaceDetection, size: int) -> np.ndarray:
     """Greyscale ``size``×``size`` crop, rotated so the eyes are level when landmarks are known."""
-    grey = bgr_to_grey(image) if image.ndim == 3 else image
     x, y, w, h = det.box
     cx, cy = x + w / 2, y + h / 2
     side = max(w, h) * 1.1  # a little margin like the FER training crops (whole face, chin to brow)
@@ -138,7 +138,10 @@ def face_crop(image: np.ndarray, det: FaceDetection, size: int) -> np.ndarray:
     m = rotation_matrix((cx, cy), angle, size / side)
     m[0, 2] += size / 2 - cx
     m[1, 2] += size / 2 - cy
-    return warp_affine(grey, m, (size, size))
+    x0, y0, x1, y1 = source_window(m, (size, size), image.shape)
+    region = image[y0:y1, x0:x1]
+    grey = bgr_to_grey(region) if region.ndim == 3 else region
+    return warp_affine(grey, m, (size, size), origin=(x0, y0))
 
 
 class FaceExpression:

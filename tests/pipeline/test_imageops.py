@@ -18,6 +18,7 @@ from mmdesk.perception.imageops import (
     nms,
     resize_bilinear,
     rotation_matrix,
+    source_window,
     warp_affine,
 )
 
@@ -82,6 +83,11 @@ def test_rotation_and_warp_match_opencv(photos, angle) -> None:
     m = rotation_matrix((5.0, 5.0), 30.0, 0.5)
     ref = cv2.warpAffine(grey, m, (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     assert _max_diff(warp_affine(grey, m, (64, 64)), ref) <= 1
+    # warping only the window the crop reads gives the same pixels, inside and over the border
+    for m in (rotation_matrix((5.0, 5.0), 30.0, 0.5), rotation_matrix(centre, angle, 0.4)):
+        x0, y0, x1, y1 = source_window(m, (64, 64), grey.shape)
+        window = warp_affine(grey[y0:y1, x0:x1], m, (64, 64), origin=(x0, y0))
+        assert (window == warp_affine(grey, m, (64, 64))).all()
 
 
 def test_nms_keeps_what_opencv_keeps() -> None:
