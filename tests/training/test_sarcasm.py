@@ -119,21 +119,23 @@ def torch_model(pack_dir):
     return model
 
 
-@pytest.mark.parametrize("batch", [1, 3])
-def test_pack_onnx_matches_torch(manifest, tokenizer, torch_model, mustard, batch):
+def test_pack_int8_onnx_matches_torch(manifest, tokenizer, torch_model, mustard):
+    """The pack ships dynamic int8: 64 MUStARD pairs one by one against the float32 torch model. On all 690:
+    mean |dp| 0.0009, max 0.057, every decision the same."""
     import torch
 
     from mmdesk.inference.runtime import open_model
 
     onnx_model = open_model(manifest, "sarcasm", "cpu")  # checks sha256 and the IO against the manifest
-    items = mustard[:batch]
-    ids, mask = pad_batch([pair_ids(tokenizer, it.utterance, context_text(it, "last")) for it in items])
-    got = onnx_model.run({"input_ids": ids, "attention_mask": mask})[0]
+    seqs = [pair_ids(tokenizer, it.utterance, context_text(it, "last")) for it in mustard[:64]]
+    got = np.concatenate([onnx_model.run(dict(zip(("input_ids", "attention_mask"), pad_batch([s]))))[0] for s in seqs])
     with torch.no_grad():
-        ref = torch_model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
-    assert got.shape == (batch, 2) and got.dtype == np.float32
+        ref = np.concatenate([torch_model(*map(torch.from_numpy, pad_batch([s]))).numpy() for s in seqs])
+    assert got.shape == (64, 2) and got.dtype == np.float32
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
-    assert np.abs(got - ref).max() < 1e-4
+    diff = np.abs(got - ref)
+    assert diff.mean() < 0.005 and diff.max() < 0.1
+    assert ((got[:, 1] >= 0.5) == (ref[:, 1] >= 0.5)).mean() >= 0.98
 
 
 def test_runtime_class(manifest, mustard):
@@ -146,7 +148,8 @@ def test_runtime_class(manifest, mustard):
     batch = model.predict_batch(utts, ctxs)
     single = np.array([model.predict(u, c) for u, c in zip(utts, ctxs)])
     assert batch.shape == (6,) and np.all((0 <= batch) & (batch <= 1))
-    np.testing.assert_allclose(batch, single, atol=1e-5)  # padding does not change an answer
+    # padding barely changes an answer (int8 activation scales are per call: 0.008 here)
+    np.testing.assert_allclose(batch, single, atol=0.03)
     assert model.predict_batch(["", "   "]).tolist() == [0.0, 0.0]
     assert 0 <= model.predict("x" * 100_000, "y" * 100_000) <= 1  # long text is cut, not an error
     with pytest.raises(ValueError):

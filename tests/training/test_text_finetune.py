@@ -73,8 +73,10 @@ def torch_model():
     return model
 
 
-@pytest.mark.parametrize("batch", [1, 4])
-def test_pack_onnx_matches_torch(manifest, torch_model, assets, batch):
+def test_pack_int8_onnx_matches_torch(manifest, torch_model, assets):
+    """The pack ships dynamic int8: 64 MELD dev pairs one by one (as at run time) against the float32 torch
+    model. On all 1,109 dev pairs: mean |dp| 0.008, max 0.23, argmax agreement 0.965; a per-tensor int8
+    graph (mean 0.030, agreement 0.88) fails the mean bound."""
     import torch
 
     from mmdesk.inference.manifest import verify_file
@@ -83,14 +85,17 @@ def test_pack_onnx_matches_torch(manifest, torch_model, assets, batch):
 
     onnx_model = open_model(manifest, "text_emotion", "cpu")  # checks sha256 and the IO against the manifest
     tok = plain_tokenizer(str(verify_file(manifest, "text_tokenizer")))
-    items = meld_items(assets / "text" / "meld" / "dev_sent_emo.csv")[:batch]
-    ids, mask = pad_batch([pair_ids(tok, it.text, it.previous) for it in items])
-    got = onnx_model.run({"input_ids": ids, "attention_mask": mask})[0]
+    seqs = [pair_ids(tok, it.text, it.previous) for it in meld_items(assets / "text" / "meld" / "dev_sent_emo.csv")[:64]]
+    got = np.concatenate([onnx_model.run(dict(zip(("input_ids", "attention_mask"), pad_batch([s]))))[0] for s in seqs])
     with torch.no_grad():
-        ref = torch_model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
-    assert got.shape == (batch, 7) and got.dtype == np.float32
+        ref = np.concatenate([torch_model(*map(torch.from_numpy, pad_batch([s]))).numpy() for s in seqs])
+    assert got.shape == (64, 7) and got.dtype == np.float32
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
-    assert np.abs(got - ref).max() < 1e-4
+    diff = np.abs(got - ref)
+    assert diff.mean() < 0.02 and diff.max() < 0.3
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.88
+    ids, mask = pad_batch(seqs[:4])  # a padded batch: int8 activation scales are per call, so close, not equal
+    assert np.abs(onnx_model.run({"input_ids": ids, "attention_mask": mask})[0] - got[:4]).max() < 0.2
 
 
 def test_runtime_uses_the_previous_line(manifest):
