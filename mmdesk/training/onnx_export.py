@@ -135,7 +135,10 @@ def _quantize(proto: Any, out_path: Path, exclude: list[str]) -> None:
 
 def _load_all_external(proto: Any, base_dir: Path) -> None:
     """Make sure every initializer holds its bytes inline (the in-memory proto normally already does)."""
-    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+    from onnx.external_data_helper import (
+        load_external_data_for_model,
+        uses_external_data,
+    )
 
     if any(uses_external_data(t) for t in proto.graph.initializer):
         load_external_data_for_model(proto, str(base_dir))
