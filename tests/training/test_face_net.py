@@ -104,6 +104,28 @@ def test_augment_keeps_shape_range_and_varies():
     assert torch.equal(y, y2)  # seeded: reproducible
 
 
+def test_mix_batch_weights_match_the_mixed_pixels():
+    """Mixup blends whole images, cutmix pastes one box; the returned label weight is the own image's share."""
+    x = torch.stack([torch.full((1, 48, 48), float(i)) for i in range(16)])
+    cfg = fn.FaceConfig(mix_prob=1.0)
+    gen = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
+    kinds = set()
+    for _ in range(20):
+        y, perm, lam = fn.mix_batch(x, cfg, gen, rng)
+        assert perm is not None and 0 <= lam <= 1 and y.shape == x.shape
+        own = (y == x).float().mean(dim=(1, 2, 3))
+        moved = perm != torch.arange(16)
+        if torch.allclose(y, lam * x + (1 - lam) * x[perm]):
+            kinds.add("mixup")
+        else:  # cutmix: each moved image keeps exactly lam of its pixels
+            kinds.add("cutmix")
+            np.testing.assert_allclose(own[moved].numpy(), lam, atol=1e-6)
+    assert kinds == {"mixup", "cutmix"}
+    plain = fn.mix_batch(x, fn.FaceConfig(mix_prob=0.0), gen, rng)
+    assert plain[0] is x and plain[1] is None and plain[2] == 1.0
+
+
 def test_dev_split_is_stratified_and_disjoint():
     labels = np.repeat(np.arange(7), [100, 10, 100, 200, 100, 80, 120])
     tr, dev = fn.dev_split(labels, 0.1, seed=0)
