@@ -192,8 +192,9 @@ def dev_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarra
 @dataclass
 class FaceConfig:
     seed: int = 0
-    # 120 epochs: dev accuracy still rose from 60 (0.692) to 120 (0.703) on an H100; wider nets (40-80-160-320,
-    # 48-96-192-384) reached 0.704 / 0.698 on dev but cost 2-3x on the CPU (over 10 ms per face with mirroring)
+    # 120 epochs: dev accuracy still rose from 60 (0.692) to 120 (0.703) on an H100; 147 and 248 epochs, with or
+    # without batch mixing, did no better on unseen val (0.690-0.692); wider nets (40-80-160-320, 48-96-192-384)
+    # reached 0.704 / 0.698 on dev but cost 2-3x on the CPU (over 10 ms per face with mirroring)
     epochs: int = 120
     batch_size: int = 128
     lr: float = 0.1  # SGD + Nesterov momentum, cosine schedule after a linear warm-up
