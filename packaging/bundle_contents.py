@@ -15,7 +15,7 @@ from pathlib import Path
 
 # Installed only by the `train`/`dev` extras; never in the bundle (PyInstaller also gets them as excludes,
 # so an import inside a function, e.g. `mmdesk bench`'s optional PyTorch comparison, cannot pull them in).
-TRAINING_ONLY = ("torch", "torchvision", "torchaudio", "transformers", "onnx", "onnxscript", "h5py", "sklearn",
+TRAINING_ONLY = ("torch", "torchvision", "torchaudio", "transformers", "onnx", "onnxscript", "h5py", "sklearn", "cv2",
                  "keras", "tensorflow", "pytest", "ruff", "jiwer")
 # Installed in the runtime environment (pyproject dependencies and what they pull in) or probed for by
 # bundled libraries, but never imported by mmdesk at run time. librosa + numba + llvmlite + scipy alone

@@ -39,35 +39,32 @@ def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 @functools.lru_cache(maxsize=16)
-def _resize_plan(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[np.ndarray, ...]:
-    """Source rows and columns of the four neighbours, and their float32 weights.
-    Cached: a video's frames all share one shape, and building the taps costs as much as using them."""
-    width, height = size
-    y0, y1, wy = _linear_taps(shape[0], height)
-    x0, x1, wx = _linear_taps(shape[1], width)
-    wy, wx = wy[:, None, None], wx[None, :, None]  # broadcast over columns / rows and channels
-    return y0, y1, x0, x1, (1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx
+def _resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cached: a video's frames all share one shape, and building the taps costs as much as using them."""
+    return _linear_taps(n_in, n_out)
 
 
 def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """uint8 (H, W) or (H, W, C) → (height, width[, C]) for ``size`` = (width, height), like
     cv2.resize(..., INTER_LINEAR).
 
-    numpy has no fused kernel, so this gathers the four neighbours of every output pixel (each
-    pixel's channels moved as one item) and blends them in float32: ~3 ms for 1280×720 → 480×270
+    Separable: rows first (only the output's source rows), then columns, blended in float32, with
+    ``take`` (numpy's fancy indexing on a middle axis is 6× slower): ~5 ms for 1280×720 → 480×270
     on one core, against 0.4 ms in OpenCV (docs/benchmarks.md).
     """
     width, height = size
     if image.shape[:2] == (height, width):
         return image.copy()
-    y0, y1, x0, x1, *weights = _resize_plan(image.shape, (width, height))
-    pixels = np.ascontiguousarray(image)
-    channels = pixels.shape[2] if pixels.ndim == 3 else 1
-    items = pixels.view(np.dtype((np.void, channels))).reshape(pixels.shape[:2])
-    out = np.zeros((height, width, channels), np.float32)
-    for rows, cols, weight in zip((y0, y0, y1, y1), (x0, x1, x0, x1), weights):
-        corner = items[rows].take(cols, axis=1).view(np.uint8).reshape(height, width, channels)
-        out += corner * weight
+    y0, y1, wy = _resize_taps(image.shape[0], height)
+    x0, x1, wx = _resize_taps(image.shape[1], width)
+    pixels = image.reshape(image.shape[0], image.shape[1], -1)
+    wy, wx = wy[:, None, None], wx[None, :, None]
+    rows = pixels.take(y0, axis=0).astype(np.float32)
+    rows *= 1 - wy
+    rows += pixels.take(y1, axis=0) * wy
+    out = rows.take(x0, axis=1)
+    out *= 1 - wx
+    out += rows.take(x1, axis=1) * wx
     out += 0.5  # values stay within 0..255 (convex weights): truncation is rounding half up
     return out.astype(np.uint8).reshape((height, width, *image.shape[2:]))
 
