@@ -14,10 +14,6 @@ A *source spec* is a small dict (it is recorded as-is in the manifest's ``source
 ``path``
     ``{"kind": "path", "path": "../shared/assets/face/x.onnx", "sha256": ...}``: a local file; a relative
     path is taken from the repository root. A file of the same name in a ``--mirror`` directory also counts.
-``package``
-    ``{"kind": "package", "distribution": "opencv-python-headless",
-    "path": "cv2/data/haarcascade_frontalface_default.xml", "sha256": ...}``: a file inside an installed
-    distribution (found through importlib.metadata, else next to the importable top-level module).
 ``project``
     ``{"kind": "project", "path": "voice_emotion.onnx", "sidecar": "voice_emotion.json",
     "train": "mmdesk train voice"}``: a model this project trains and commits under ``models/``; the
@@ -31,8 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import importlib.metadata
-import importlib.util
 import json
 import os
 import shutil
@@ -55,7 +49,7 @@ from mmdesk.inference.manifest import sha256_file
 
 Log = Callable[[str], None]
 
-KINDS: tuple[str, ...] = ("wheel", "url", "path", "package", "project")
+KINDS: tuple[str, ...] = ("wheel", "url", "path", "project")
 
 
 class SourceError(ModelError):
@@ -121,8 +115,6 @@ def describe(spec: dict[str, Any]) -> str:
         return f"url {spec.get('url')}"
     if kind == "path":
         return f"path {spec.get('path')}"
-    if kind == "package":
-        return f"package {spec.get('distribution')}:{spec.get('path')}"
     if kind == "project":
         return f"project models/{spec.get('path')}"
     return f"{kind} source"
@@ -382,7 +374,7 @@ def _resolve_url(spec: dict[str, Any], ctx: FetchContext) -> Resolved:
     return Resolved(path, spec)
 
 
-# ---------------------------------------------------------------------------------- path and package
+# ---------------------------------------------------------------------------------------------- path
 
 
 def _resolve_path(spec: dict[str, Any], ctx: FetchContext) -> Resolved:
@@ -406,50 +398,6 @@ def _resolve_path(spec: dict[str, Any], ctx: FetchContext) -> Resolved:
     where = ", ".join(str(c) for c in candidates)
     mirrors = f" or in --mirror {', '.join(map(str, ctx.mirrors))}" if ctx.mirrors else ""
     raise SourceError(f"{raw.name} not found at {where}{mirrors}", "")
-
-
-def _package_candidates(distribution: str, rel: str) -> list[Path]:
-    out: list[Path] = []
-    try:
-        dist = importlib.metadata.distribution(distribution)
-        out.append(Path(dist.locate_file(rel)))
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    top = PurePosixPath(rel).parts[0]
-    try:
-        spec = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        spec = None
-    for loc in (spec.submodule_search_locations or []) if spec else []:
-        out.append(Path(loc).parent / rel)
-    return out
-
-
-def _resolve_package(spec: dict[str, Any], ctx: FetchContext) -> Resolved:
-    dist, rel, sha = spec["distribution"], spec["path"], spec.get("sha256")
-    errors: list[str] = []
-    seen: set[Path] = set()
-    for c in _package_candidates(dist, rel):
-        c = c.resolve()
-        if c in seen or not c.is_file():
-            continue
-        seen.add(c)
-        try:
-            _check_sha(c, sha)
-        except ChecksumError as exc:
-            errors.append(exc.problem)
-            continue
-        return Resolved(c, spec)
-    hit = _mirror_hit(ctx, PurePosixPath(rel).name, sha, errors)
-    if hit:
-        return Resolved(hit, spec)
-    if errors:
-        raise ChecksumError("; ".join(errors), "")
-    try:
-        version = importlib.metadata.version(dist)
-        raise SourceError(f"{rel} is not in the installed {dist} {version}", "")
-    except importlib.metadata.PackageNotFoundError:
-        raise SourceError(f"{dist} is not installed (needed for {rel})", "") from None
 
 
 # --------------------------------------------------------------------------------------------- project
@@ -500,8 +448,6 @@ def resolve(spec: dict[str, Any], ctx: FetchContext, workdir: Path) -> Resolved:
         return _resolve_url(spec, ctx)
     if kind == "path":
         return _resolve_path(spec, ctx)
-    if kind == "package":
-        return _resolve_package(spec, ctx)
     if kind == "project":
         return _resolve_project(spec, ctx)
     raise SourceError(f"unknown source kind {kind!r}", f"use one of {', '.join(KINDS)}")

@@ -1,4 +1,4 @@
-"""Model pack sources: wheel (from a mirror), resumable url (loopback server), path, package, project."""
+"""Model pack sources: wheel (from a mirror), resumable url (loopback server), path, project."""
 
 from __future__ import annotations
 
@@ -292,7 +292,7 @@ def test_url_source_uses_cache_and_mirror(server, ctx, tmp_path):
     assert resolve(spec, ctx, tmp_path).path == mirror / "yunet.onnx"
 
 
-# ---------------------------------------------------------------------------------- path and package
+# ---------------------------------------------------------------------------------------------- path
 
 
 def test_path_relative_to_repo_root_absolute_and_mirror(ctx, tmp_path):
@@ -318,34 +318,6 @@ def test_path_mismatch_names_file_and_hashes(ctx, tmp_path):
         resolve({"kind": "path", "path": str(f), "sha256": sha(b"original")}, ctx, tmp_path)
     msg = err.value.one_line()
     assert str(f) in msg and sha(b"original") in msg and sha(b"tampered") in msg
-
-
-# A file inside the opencv-python-headless wheel (installed with the dev extras): the cascade 4.x ships
-HAAR_SHA256 = "0f7d4527844eb514d4a4948e822da90fbb16a34a0bbbbc6adc6498747a5aafb0"
-
-
-def test_package_file_from_installed_opencv(ctx, tmp_path):
-    spec = {
-        "kind": "package",
-        "distribution": "opencv-python-headless",
-        "path": "cv2/data/haarcascade_frontalface_default.xml",
-        "sha256": HAAR_SHA256,
-    }
-    got = resolve(spec, ctx, tmp_path)
-    assert got.path.name == "haarcascade_frontalface_default.xml"
-    assert got.path.parts[-3:-1] == ("cv2", "data")
-    assert hashlib.sha256(got.path.read_bytes()).hexdigest() == HAAR_SHA256
-    with pytest.raises(ChecksumError, match="haarcascade_frontalface_default.xml has sha256 " + HAAR_SHA256):
-        resolve({**spec, "sha256": "1" * 64}, ctx, tmp_path)
-
-
-def test_package_not_installed(ctx, tmp_path):
-    spec = {"kind": "package", "distribution": "no-such-dist-mmdesk", "path": "nosuchmod/x.xml", "sha256": "0" * 64}
-    with pytest.raises(SourceError, match="no-such-dist-mmdesk is not installed"):
-        resolve(spec, ctx, tmp_path)
-
-
-# --------------------------------------------------------------------------------------------- project
 
 
 def test_project_model_with_sidecar(ctx, tmp_path):
