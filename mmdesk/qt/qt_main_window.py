@@ -95,10 +95,7 @@ class MainWindow(QMainWindow):
         self._dirty = False
         self._frame_index = -1
         self._drawn_at = -1.0  # playback position the waveform was last drawn for
-        # Ticks left in a plot cycle: timeline, a tick for it to paint, panels, two ticks for them to paint.
-        # Updating the two in consecutive ticks let a late event loop paint both (and the waveform)
-        # in one 50–80 ms pass; one plot per pass keeps each under ~25 ms.
-        self._plot_phase = 0
+        self._panels_due = False  # the panels redraw on the tick after the timeline
         self._live_ticks = 0
         self._requested: dict[str, Any] = {}  # the device last asked of the live session, per kind
         self.tasks = TaskPool()  # background work without Thread.start() waits on this thread
@@ -724,36 +721,32 @@ class MainWindow(QMainWindow):
         self._dirty = True
 
     def _redraw(self) -> None:
-        before = self._plot_phase
-        self._plot_phase = max(0, before - 1)
-        panels_now = self._plot_phase == 2  # two ticks after the timeline, then two quiet ticks
-        plots_now = panels_now or (before == 0 and self._dirty)
         if self.live is not None:
-            self._redraw_live(wave=not plots_now)
+            self._redraw_live()
         if self.mode in ("clip", "session") and self.envelope is not None and self._drawn_at != self.position:
             self._drawn_at = self.position  # the waveform only moves with the playback position
             t, peak = self.envelope.at(self.position, 5.0)
             self.audio.set_envelope(t, peak, self.position, self.envelope.rms_at(self.position))
-        if panels_now:
+        if self._panels_due:  # the tick after the timeline: two plots never repaint in one pass
+            self._panels_due = False
             self._show_selection()  # new windows change the counts and the stacked contributions
             return
-        if before or not self._dirty:
+        if not self._dirty:
             return
         self._dirty = False
         self.redraws += 1
         self.timeline.show_data(self.data)
         self.timeline.set_cursor(self.position if self.mode in ("clip", "session") else None)
-        analysing = self.mode == "live" or (self.job is not None and not self.job.done.is_set())
-        self._plot_phase = 4 if analysing else 0
+        self._panels_due = self.mode == "live" or (self.job is not None and not self.job.done.is_set())
 
-    def _redraw_live(self, wave: bool = True) -> None:
+    def _redraw_live(self) -> None:
         live = self.live
         assert live is not None
         frame = live.latest_frame()
         if frame is not None and frame.index != self._frame_index:
             self._frame_index = frame.index
             self.video.set_frame(bgr_to_qimage(frame.image))
-        if live.has_microphone and wave:  # not in a tick that updates a plot (30 Hz less one in four)
+        if live.has_microphone:
             self.audio.set_samples(live.audio_tail(5.0))
         self._live_ticks += 1
         if self._live_ticks % 8:  # numbers people read: 4 updates a second are plenty
