@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from mmdesk.core.labels import FER2013_LABELS, LABELS, reorder
 from mmdesk.errors import ModelError
 from mmdesk.inference.manifest import Manifest
-from mmdesk.inference.runtime import OnnxModel, open_model
+from mmdesk.inference.runtime import OnnxModel, open_model, session_options
 from mmdesk.perception.imageops import (
     bgr_to_grey,
     nms,
-    resize_bilinear,
     rotation_matrix,
     source_window,
     warp_affine,
@@ -31,6 +31,8 @@ class FaceDetection:
 
 
 STRIDES = (8, 16, 32)  # YuNet's three detection heads; the input is padded to a multiple of 32
+# Resize + pad + transpose into YuNet's blob in one onnxruntime call (built by mmdesk.training.image_graphs)
+INPUT_GRAPH = Path(__file__).resolve().parent / "graphs" / "yunet_input.onnx"
 
 
 def decode_yunet(outputs: dict[str, np.ndarray], pad_h: int, pad_w: int, score_threshold: float,
@@ -81,6 +83,7 @@ class FaceDetector:
         self.nms_threshold = float(pre.get("nms_threshold", 0.3))
         self._yunet: OnnxModel = open_model(manifest, "face_detector", device)
         self._output_names = [o.name for o in self._yunet.session.get_outputs()]
+        self._prepare = _open_input_graph()
 
     @property
     def provider(self) -> str:
@@ -97,11 +100,13 @@ class FaceDetector:
     def _detect_at(self, image: np.ndarray, max_side: int) -> list[FaceDetection]:
         h, w = image.shape[:2]
         scale = min(1.0, max_side / max(h, w))
-        small = resize_bilinear(image, (round(w * scale), round(h * scale))) if scale < 1.0 else image
-        sh, sw = small.shape[:2]
+        sh, sw = (round(h * scale), round(w * scale)) if scale < 1.0 else (h, w)
         pad_h, pad_w = -(-sh // 32) * 32, -(-sw // 32) * 32
-        blob = np.zeros((1, 3, pad_h, pad_w), np.float32)  # BGR, raw 0..255, zero padding
-        blob[0, :, :sh, :sw] = small.transpose(2, 0, 1)
+        (blob,) = self._prepare.run(None, {  # BGR, raw 0..255, zero padding
+            "image": np.ascontiguousarray(image),
+            "size": np.array([sh, sw], np.int64),
+            "pads": np.array([0, 0, 0, 0, 0, 0, pad_h - sh, pad_w - sw], np.int64),
+        })
         outs = dict(zip(self._output_names, self._yunet.run({"input": blob})))
         rows = decode_yunet(outs, pad_h, pad_w, self.score_threshold, self.nms_threshold)
         return [
@@ -112,6 +117,18 @@ class FaceDetector:
             )
             for r in rows
         ]
+
+
+def _open_input_graph():
+    """The blob-preparation graph, on the CPU (it is memory-bound; YuNet itself may run on CUDA)."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(INPUT_GRAPH), sess_options=session_options(1),
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for missing/unreadable graphs
+        raise ModelError(f"the face detector's input graph {INPUT_GRAPH} cannot be loaded: {exc}".splitlines()[0],
+                         "reinstall mmdesk (the file ships with the package)") from None
 
 
 def _best_first(found: list[FaceDetection]) -> list[FaceDetection]:

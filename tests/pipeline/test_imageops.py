@@ -138,3 +138,31 @@ def test_faces_and_expressions_unchanged_against_the_opencv_path(pack_dir, photo
     probs, ref_probs = expr.predict(crops), expr.predict(ref_crops)
     assert (probs.argmax(1) == ref_probs.argmax(1)).all()
     np.testing.assert_allclose(probs, ref_probs, atol=0.02)
+
+
+def test_committed_detector_input_graph_is_what_the_builder_makes() -> None:
+    from mmdesk.perception.face import INPUT_GRAPH
+    from mmdesk.training.image_graphs import yunet_input_graph
+
+    assert INPUT_GRAPH.read_bytes() == yunet_input_graph(), "run python -m mmdesk.training.image_graphs"
+
+
+@pytest.mark.parametrize("source", [*PHOTOS, "ravdess"])
+def test_detector_input_graph_resizes_like_opencv_and_pads_with_zeros(pack_dir, photos, ravdess_frame, source) -> None:
+    """The onnxruntime graph that makes YuNet's blob: cv2 INTER_LINEAR within one grey level, BGR
+    planes, zero padding to multiples of 32; an image already small enough passes unchanged."""
+    det = FaceDetector(load_manifest(pack_dir), device="cpu")
+    img = ravdess_frame if source == "ravdess" else photos[source]
+    for target in (det.max_side, max(img.shape[:2])):  # downscaled, then at its own size
+        h, w = img.shape[:2]
+        s = min(1.0, target / max(h, w))
+        sh, sw = round(h * s), round(w * s)
+        ph, pw = -(-sh // 32) * 32, -(-sw // 32) * 32
+        (blob,) = det._prepare.run(None, {"image": img, "size": np.array([sh, sw], np.int64),
+                                          "pads": np.array([0, 0, 0, 0, 0, 0, ph - sh, pw - sw], np.int64)})
+        assert blob.shape == (1, 3, ph, pw) and blob.dtype == np.float32
+        assert not blob[0, :, sh:, :].any() and not blob[0, :, :, sw:].any()
+        planes = blob[0, :, :sh, :sw].transpose(1, 2, 0)
+        assert (planes == np.round(planes)).all()  # whole grey levels, as a uint8 resize gives
+        ref = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_LINEAR) if s < 1 else img
+        assert _max_diff(planes.astype(np.uint8), ref) <= (1 if s < 1 else 0)
