@@ -55,14 +55,14 @@ class TextTrack:
         self.context = context
         self.min_confidence = min_confidence
         self.held_back: list[Utterance] = []
-        self.used = 0
+        self.used: list[Utterance] = []  # the transcript the judgements saw, for the end record
         self._last: Utterance | None = None  # utterance mode: its event waits for the next one's end
 
     def add(self, u: Utterance) -> list[TextEvent]:
         if u.confidence < self.min_confidence:
             self.held_back.append(u)
             return []
-        self.used += 1
+        self.used.append(u)
         if self.context == "words":
             return word_events(u)
         out = self._hold_until(u.end)
@@ -113,6 +113,10 @@ class ClipSpeechText:
             "words": s.words,
             "speech_seconds": round(s.speech_seconds, 3),
             "decode_seconds": round(s.decode_seconds, 3),
+            # whole utterances, once each: a window's text is only the words inside it
+            "transcript": [
+                {"start": round(u.start, 3), "end": round(u.end, 3), "text": u.text} for u in self.track.used
+            ],
             "held_back": [
                 {"start": u.start, "end": u.end, "text": u.text, "confidence": round(u.confidence, 3)}
                 for u in self.track.held_back

@@ -41,6 +41,9 @@ def test_analyze_transcribes_the_clip_into_its_windows(tmp_path, assets, pack_di
     said = words_of(" ".join(w["text"].get("text", "") for w in windows))
     assert {"kids", "talking", "door"} <= set(said)
     assert end["asr"]["utterances"] == 1 and end["asr"]["held_back"] == []
+    (utt,) = end["asr"]["transcript"]  # the sentence once, over its own span, not cut by the windows
+    assert words_of(utt["text"]) == ["kids", "are", "talking", "by", "the", "door"]
+    assert 0.3 < utt["start"] < utt["end"] < 3.3
     assert windows[-1]["text"]["present"] is False  # the last window starts after the sentence ended
 
 
@@ -103,6 +106,7 @@ def test_german_speech_is_held_back_from_the_english_text_model(tmp_path, capsys
     _, windows, end = records(out)
     held = end["asr"]["held_back"]
     assert len(held) == 1 and held[0]["confidence"] < 0.6 and held[0]["text"]  # kept in the record, not lost
+    assert end["asr"]["transcript"] == []  # not what the judgements saw
     assert not any(w["text"]["present"] for w in windows)
     assert any("English-only" in n for n in end["notes"])
     assert main(["transcribe", str(assets / EMODB_GERMAN), "--language", "de"]) == 2
