@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import threading
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from mmdesk.analysis.records import window_record
 from mmdesk.core.labels import LABELS
 from mmdesk.errors import MmdeskError
 from mmdesk.session.clip import ClipJob, ClipSettings
-from mmdesk.session.model import SessionData, view_of
+from mmdesk.session.model import MODALITIES, SessionData, view_of
 from mmdesk.session.store import export_csv, export_jsonl, load_session, save_session
 from mmdesk.sync.windower import WindowSpec
 
@@ -98,6 +100,34 @@ def test_session_model_reads_the_records(analysed: list[dict]) -> None:
         assert f.probs[3] == pytest.approx([w3["fused"]["probs"][label] for label in LABELS])
         assert f.sarcasm[3] == pytest.approx(w3["fused"]["sarcasm"])
         assert sum(data.interaction_counts().values()) == 6
+
+
+def test_session_model_values_follow_late_and_replaced_windows(analysed: list[dict]) -> None:
+    """The per-window values are kept between questions (a live view asks several times a second):
+    they must still be right when a window arrives late or is delivered again with new values."""
+    meta, *windows, _end = analysed
+    changed = copy.deepcopy(windows[2])
+    changed["face"]["probs"] = {label: float(label == "angry") for label in LABELS}
+    if changed.get("interaction"):
+        changed["interaction"]["type"] = "emergence"
+    data = SessionData()
+    data.add(meta)
+    for w in [windows[0], windows[1], windows[3], windows[2], windows[4], windows[5], changed]:
+        data.add(w)
+        data.series("face"), data.contributions(), data.interaction_counts()  # asked as the panels do
+    expected = windows[:2] + [changed] + windows[3:]
+    assert data.windows == expected
+    s = data.series("face")
+    assert s.t == pytest.approx([(w["start"] + w["end"]) / 2 for w in expected])
+    assert s.probs == pytest.approx(np.array([[w["face"]["probs"][label] for label in LABELS] for w in expected]))
+    t, values = data.contributions()
+    assert np.array_equal(t, s.t)
+    want = [[w["attribution"]["values"][m] for m in MODALITIES] if w.get("attribution") else [np.nan] * 3
+            for w in expected]
+    assert np.allclose(values, want, equal_nan=True)
+    assert data.interaction_counts() == Counter(w["interaction"]["type"] for w in expected if w.get("interaction"))
+    assert data.nearest(float(s.t[2])) == 2
+    assert not s.probs.flags.writeable  # shared with the next caller: nobody may change them
 
 
 def test_save_reopen_and_export(analysed: list[dict], tmp_path: Path) -> None:
