@@ -10,6 +10,8 @@ from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QLinearGradient, QPainter
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from mmdesk.qt.qt_plot import set_range
+
 FLOOR_DB = -60.0
 WAVE_SPAN_S = 5.0  # seconds of waveform on screen
 
@@ -51,10 +53,13 @@ class AudioView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.meter = LevelMeter()
-        self.readout = QLabel("— dBFS")
+        self.readout = QLabel("-60.0 dBFS")  # the widest reading: the label's size is fixed to it
         self.readout.setObjectName("muted")
-        self.readout.setMinimumWidth(80)
         self.readout.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        # Its text changes 30 times a second; a label that may change size makes every setText
+        # re-run the layouts of the whole column up to the window's splitter. A fixed one does not.
+        self.readout.setFixedSize(self.readout.sizeHint().expandedTo(QSize(80, 0)))
+        self.readout.setText("— dBFS")
         self.plot = pg.PlotWidget(background="w")
         self.plot.setObjectName("waveform")
         self.plot.setMouseEnabled(x=False, y=False)
@@ -89,7 +94,7 @@ class AudioView(QWidget):
             hi = lo = samples
             t = np.arange(n) / rate - n / rate
         self._draw(t, lo, hi)
-        self.plot.setXRange(-WAVE_SPAN_S, 0, padding=0)
+        set_range(self.plot, x=(-WAVE_SPAN_S, 0))
         self.scale_to(float(np.abs(samples).max()) if n else 0.0)
         tail = samples[-1600:]  # the last 100 ms
         self._level(float(np.sqrt(np.mean(tail.astype(np.float64) ** 2))) if len(tail) else 0.0)
@@ -97,7 +102,7 @@ class AudioView(QWidget):
     def set_envelope(self, t: np.ndarray, peak: np.ndarray, now: float, rms: float) -> None:
         """Clip review: the envelope up to the playback position."""
         self._draw(t, -peak, peak)
-        self.plot.setXRange(now - WAVE_SPAN_S, now, padding=0)
+        set_range(self.plot, x=(now - WAVE_SPAN_S, now))
         self.scale_to(float(peak.max()) if len(peak) else 0.0)
         self._level(rms)
 
@@ -120,7 +125,7 @@ class AudioView(QWidget):
         top = max(0.05, min(1.0, peak * 1.1))
         if abs(top - self._top) > 0.02:
             self._top = top
-            self.plot.setYRange(-top, top, padding=0)
+            set_range(self.plot, y=(-top, top))
             self.plot.getAxis("left").setTicks([[(0, "0")]])
 
     def clear(self) -> None:

@@ -425,7 +425,6 @@ class MainWindow(QMainWindow):
         self._start_when_stopped = bool(self._stopping)  # its devices are still open: start after
         self._stop_clip()
         self._reset(mode="live")
-        self.timeline.set_live(True)
         if not self._start_when_stopped:
             self._open_live()
         self.live_button.blockSignals(True)
@@ -474,9 +473,10 @@ class MainWindow(QMainWindow):
             if self.data.end is None and self.data.meta:
                 self.data.add({"type": "end", "complete": True, "windows": len(self.data), "error": "",
                                "media_seconds": round(live.clock.now(), 3), "notes": []})
-            self.timeline.set_live(False)
             self.mode = "session"
+            self._set_live_views(False)
             self.timeline.fit(self.data.duration)
+            self._show_selection()  # the stacked contributions of the whole session
             self._mark_dirty()
         if self._start_when_stopped and not self._stopping:
             self._start_when_stopped = False
@@ -596,6 +596,7 @@ class MainWindow(QMainWindow):
         self.position = 0.0
         self._frame_index = -1
         self.banner.setVisible(False)
+        self._set_live_views(mode == "live")
         self.timeline.clear()
         self.transcript.clear()
         self.audio.clear()
@@ -603,6 +604,11 @@ class MainWindow(QMainWindow):
         self.video.set_overlay(None, "")
         self.video.set_note("")
         self._show_selection()
+
+    def _set_live_views(self, live: bool) -> None:
+        """Live views scroll with the newest window; the others show the whole clip or session."""
+        self.timeline.set_live(live)
+        self.attribution.set_live(live)
 
     def _on_record(self, record: dict[str, Any]) -> None:
         if self.mode not in ("clip", "live"):
@@ -737,6 +743,9 @@ class MainWindow(QMainWindow):
         self.redraws += 1
         self.timeline.show_data(self.data)
         self.timeline.set_cursor(self.position if self.mode in ("clip", "session") else None)
+        rec = self.selected_record()
+        if rec is not None:  # with the data, so the timeline is painted once per new window
+            self.timeline.select(rec["start"], rec["end"])
         self._panels_due = self.mode == "live" or (self.job is not None and not self.job.done.is_set())
 
     def _redraw_live(self) -> None:

@@ -6,6 +6,8 @@ missing fusion model, an absent modality. Nothing is estimated here.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QSize, Qt
@@ -22,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from mmdesk.core.labels import LABELS
+from mmdesk.qt.qt_plot import set_range
 from mmdesk.qt.qt_theme import (
     GRID_COLOR,
     INTERACTION_COLORS,
@@ -29,6 +32,7 @@ from mmdesk.qt.qt_theme import (
     MODALITY_COLORS,
     MUTED,
 )
+from mmdesk.qt.qt_timeline import first_visible, live_range
 from mmdesk.session.model import (
     FUSION_MISSING,
     INTERACTION_TYPES,
@@ -111,7 +115,13 @@ class AttributionPanel(QWidget):
         self.stack.setMinimumHeight(90)
         # a zero rule instead of pyqtgraph's translucent grid (most of a repaint's cost, see the timeline)
         self.stack.addItem(pg.InfiniteLine(pos=0.0, angle=0, movable=False, pen=pg.mkPen(GRID_COLOR)))
-        self.stack_items: dict[str, pg.BarGraphItem] = {}
+        # created with the panel, then only their data change (adding them cost ~20 ms in the first window's pass)
+        self.stack_items = {m: pg.BarGraphItem(x=[], y0=[], height=[], width=0.4, brush=MODALITY_COLORS[m],
+                                               pen=pg.mkPen(None)) for m in MODALITIES}
+        for item in self.stack_items.values():
+            self.stack.addItem(item)
+        self.live = False
+        self._stacked: tuple[SessionData, int] | None = None  # the data and version the stack shows
         self.shown: dict[str, float] = {}  # what the bars show now (for tests and exports)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
@@ -144,7 +154,16 @@ class AttributionPanel(QWidget):
                 f"{att['baseline']:.2f} with none; each bar is one modality's share (Shapley).")
         self._stack(data)
 
+    def set_live(self, live: bool) -> None:
+        """Live: the stacked contributions scroll with the timeline (its last ``LIVE_SPAN_S``)."""
+        self.live = live
+        self._stacked = None
+
     def _stack(self, data: SessionData) -> None:
+        """The contributions of the windows, stacked: positive shares up, negative down."""
+        if self._stacked == (data, data.version):
+            return  # another window selected: the stack is the same
+        self._stacked = (data, data.version)
         t, vals = data.contributions()
         ok = np.isfinite(vals).all(axis=1)
         self.stack.setVisible(bool(ok.any()))
@@ -156,19 +175,24 @@ class AttributionPanel(QWidget):
         t, vals = t[ok], vals[ok]
         gaps = np.diff(t)
         width = float(gaps[gaps > 1e-6].min()) * 0.85 if (gaps > 1e-6).any() else 0.4
-        pos_base = np.zeros(len(t))
-        neg_base = np.zeros(len(t))
+        if self.live:
+            x_range = live_range(float(data.windows[-1]["end"]))
+            first = first_visible(t, x_range[0])
+            t, vals = t[first:], vals[first:]
+        else:
+            x_range = (float(t[0]) - width, float(t[-1]) + width)
+        pos, neg = np.clip(vals, 0, None), np.clip(vals, None, 0)
+        pos_base, neg_base = np.cumsum(pos, axis=1) - pos, np.cumsum(neg, axis=1)  # where each bar starts
         for k, m in enumerate(MODALITIES):
             v = vals[:, k]
-            y0 = np.where(v >= 0, pos_base, neg_base + v)
-            if m not in self.stack_items:  # created once, then only their data change
-                self.stack_items[m] = pg.BarGraphItem(x=t, y0=y0, height=np.abs(v), width=width,
-                                                      brush=MODALITY_COLORS[m], pen=pg.mkPen(None))
-                self.stack.addItem(self.stack_items[m])
-            else:
-                self.stack_items[m].setOpts(x=t, y0=y0, height=np.abs(v), width=width)
-            pos_base = pos_base + np.clip(v, 0, None)
-            neg_base = neg_base + np.clip(v, None, 0)
+            y0 = np.where(v >= 0, pos_base[:, k], neg_base[:, k])
+            self.stack_items[m].setOpts(x=t, y0=y0, height=np.abs(v), width=width)
+        # Ranges set here, not auto-ranged: pyqtgraph's auto-range ran in the paint, changed the
+        # range there and so painted the plot again (up to 3 paints per window, each regenerating
+        # the axes). Rounded out to 0.1, most new windows leave the contribution axis as it is.
+        y_range = (math.floor(float(neg.sum(axis=1).min()) * 10 + 1e-9) / 10,
+                   max(0.1, math.ceil(float(pos.sum(axis=1).max()) * 10 - 1e-9) / 10))
+        set_range(self.stack, x=x_range, y=y_range, padding=0.02)
 
 
 class InteractionPanel(QWidget):
@@ -219,8 +243,14 @@ class InteractionPanel(QWidget):
             self.counts.setText("no interaction types yet" if data.fusion_available else FUSION_MISSING)
 
 
+# The widest texts of a card's values: their width is reserved once (see _Card)
+_WIDEST_LABELS = tuple(f"{k} 0.00" for k in LABELS) + ("not available",)
+_MODALITY_DETAILS = ("sarcasm 0.00 · fusion head", "unimodal model")
+_FUSED_DETAILS = ("sarcasm 0.00 · incongruity 0.00", "no fusion model in this pack")
+
+
 class _Card(QFrame):
-    def __init__(self, title: str, color: str) -> None:
+    def __init__(self, title: str, color: str, details: tuple[str, ...]) -> None:
         super().__init__()
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setStyleSheet(f"QFrame {{ border-left: 4px solid {color}; background: #fafafa; }}"
@@ -229,6 +259,14 @@ class _Card(QFrame):
         self.label = QLabel("")
         self.detail = QLabel("")
         self.detail.setObjectName("muted")  # one line: the row keeps its height
+        # A card as wide as its text made the row's minimum width follow the values: past the
+        # splitter's share it took 18 px from the left column and gave them back on the next
+        # window, resizing all three plots (every axis redrawn, ~25 ms on the GUI thread) each time.
+        # The width is reserved for the widest value instead and never depends on the text.
+        for lab, widest in ((self.label, _WIDEST_LABELS), (self.detail, details)):
+            lab.setMinimumWidth(max(self._text_width(lab, t) for t in widest))
+            lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.set("", "")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 4, 8, 4)
         lay.setSpacing(1)
@@ -236,9 +274,18 @@ class _Card(QFrame):
         lay.addWidget(self.label)
         lay.addWidget(self.detail)
 
+    def _text_width(self, label: QLabel, text: str) -> int:
+        label.setText(self._rich(text) if label is self.label else text)
+        return label.sizeHint().width()
+
+    @staticmethod
+    def _rich(label: str, color: str | None = None) -> str:
+        return f"<span style='font-size:14px; font-weight:600; color:{color or '#111827'}'>{label}</span>"
+
     def set(self, label: str, detail: str, color: str | None = None) -> None:
-        self.label.setText(f"<span style='font-size:14px; font-weight:600; color:{color or '#111827'}'>{label}</span>")
+        self.label.setText(self._rich(label, color))
         self.detail.setText(detail)
+        self.detail.setToolTip(detail)  # a long reason may be wider than the card
 
 
 class AloneRow(QWidget):
@@ -246,8 +293,8 @@ class AloneRow(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.cards = {m: _Card(m.capitalize() + " alone", MODALITY_COLORS[m]) for m in MODALITIES}
-        self.cards["fused"] = _Card("Fused", "#111827")
+        self.cards = {m: _Card(m.capitalize() + " alone", MODALITY_COLORS[m], _MODALITY_DETAILS) for m in MODALITIES}
+        self.cards["fused"] = _Card("Fused", "#111827", _FUSED_DETAILS)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         for c in self.cards.values():

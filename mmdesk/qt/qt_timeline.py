@@ -13,11 +13,24 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from mmdesk.core.labels import LABELS
+from mmdesk.qt.qt_plot import set_range
 from mmdesk.qt.qt_theme import GRID_COLOR, LABEL_COLORS, SARCASM_COLOR
 from mmdesk.session.model import FUSION_MISSING, SessionData
 
 LIVE_SPAN_S = 30.0
 SOURCES = {"fused": "Fused", "face": "Face", "voice": "Voice", "text": "Text"}
+
+
+def live_range(end: float) -> tuple[float, float]:
+    """The time span a live view shows when the newest window ends at ``end`` (s)."""
+    return max(0.0, end - LIVE_SPAN_S), max(end, LIVE_SPAN_S * 0.2)
+
+
+def first_visible(t: np.ndarray, start: float) -> int:
+    """Position of the first of the sorted times ``t`` to draw for a view starting at ``start``: one
+    point before it, so a line enters from the edge. A live view draws only these: a session an
+    hour long would otherwise hand every curve thousands of points twice a second."""
+    return max(0, int(np.searchsorted(t, start)) - 1)
 
 
 class Timeline(QWidget):
@@ -90,23 +103,27 @@ class Timeline(QWidget):
 
     def show_data(self, data: SessionData) -> None:
         s = data.series(self.source)
+        t, probs, sarcasm = s.t, s.probs, s.sarcasm
+        if self.live and len(t):
+            view = live_range(float(data.windows[-1]["end"]))
+            first = first_visible(t, view[0])
+            t, probs, sarcasm = t[first:], probs[first:], sarcasm[first:]
         for k, label in enumerate(LABELS):
-            self.curves[label].setData(s.t, s.probs[:, k])
+            self.curves[label].setData(t, probs[:, k])
         has_sarcasm = bool(np.isfinite(s.sarcasm).any())
-        self.curves["sarcasm"].setData(s.t, s.sarcasm if has_sarcasm else np.full(len(s.t), np.nan))
+        self.curves["sarcasm"].setData(t, sarcasm if has_sarcasm else np.full(len(t), np.nan))
         notes = []
         if self.source == "fused" and not data.fusion_available and len(data):
             notes.append(f"Fused: {data.fusion_note} — pick Face, Voice or Text")
         elif not has_sarcasm and len(data):
             notes.append(f"sarcasm: {FUSION_MISSING}" if not data.fusion_available else "")
         self.note.setText(" ".join(n for n in notes if n))
-        if self.live and len(s.t):
-            end = float(data.windows[-1]["end"])
-            self.plot.setXRange(max(0.0, end - LIVE_SPAN_S), max(end, LIVE_SPAN_S * 0.2), padding=0)
+        if self.live and len(t):
+            set_range(self.plot, x=view)
 
     def fit(self, duration: float) -> None:
         self.plot.getViewBox().setLimits(xMin=-0.5, xMax=max(duration, 1.0) + 0.5)
-        self.plot.setXRange(0, max(duration, 1.0), padding=0.01)
+        set_range(self.plot, x=(0, max(duration, 1.0)), padding=0.01)
 
     def set_live(self, live: bool) -> None:
         self.live = live

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QApplication
 from qt_support import temp_settings, wait_until
 
 from mmdesk.core.labels import LABELS
 from mmdesk.qt.qt_main_window import MainWindow
+from mmdesk.qt.qt_timeline import LIVE_SPAN_S, live_range
 from mmdesk.session.model import FUSION_MISSING, MODALITIES
 
 
@@ -177,7 +179,80 @@ def test_stopping_live_returns_at_once_and_keeps_the_session(engine, qtbot, tmp_
     w.live_button.click()
     w.live_button.click()
     assert w.mode == "live" and w.live_button.text() == "Stop live"
-    qtbot.waitUntil(lambda: w.live is not None and not w._stopping, timeout=15000)
+    # started, and its meta record arrived (a session stopped before that has nothing to end)
+    qtbot.waitUntil(lambda: w.live is not None and not w._stopping and bool(w.data.meta), timeout=15000)
     assert not any(r["text"]["present"] for r in w.data.windows) and w.data.end is None  # a fresh session
     w.shutdown()
     assert w.live is None and w.data.end is not None
+
+
+def test_live_views_scroll_and_hold_the_values_of_the_windows_in_view(analysed: MainWindow, engine, tmp_path: Path) -> None:
+    """A live session longer than the timeline's span: the timeline and the stacked contributions
+    show the windows in view with their values, and new values never resize the plots (a row of
+    cards as wide as its text once moved the splitter back and forth, redrawing every axis)."""
+    w = MainWindow(engine, temp_settings(tmp_path))
+    w.resize(1280, 800)
+    w.show()
+    w._reset(mode="live")  # the views of a live session, fed records as its inference thread delivers them
+    w._on_record(analysed.data.meta)
+    sizes, card_widths = set(), set()
+    for i in range(100):  # 51.5 s of windows, 2 s every 0.5 s, with the clip's values
+        r = {**analysed.data.windows[i % len(analysed.data.windows)], "index": i, "start": i * 0.5, "end": i * 0.5 + 2}
+        w._on_record(r)
+        w._redraw()  # the timeline
+        w._redraw()  # the panels
+        QApplication.processEvents()
+        sizes.add((w.timeline.plot.size().toTuple(), w.attribution.stack.size().toTuple(), w.audio.plot.size().toTuple()))
+        card_widths.add(w.alone.minimumSizeHint().width())
+    assert len(sizes) == 1 and len(card_widths) == 1, (sizes, card_widths)
+    windows, end = w.data.windows, 51.5
+    assert w.selected_record() is windows[-1] and w.timeline.selection.getRegion() == pytest.approx((49.5, 51.5))
+    assert w.timeline.plot.getViewBox().viewRange()[0] == pytest.approx(live_range(end))
+    # drawn: one window left of the view (its line enters from the edge), then every window in it
+    centres = np.array([(r["start"] + r["end"]) / 2 for r in windows])
+    first = int(np.searchsorted(centres, end - LIVE_SPAN_S)) - 1
+    src = w.timeline.source
+    for label in LABELS:
+        x, y = w.timeline.curves[label].getData()
+        assert np.allclose(x, centres[first:])
+        assert np.allclose(y, [(r["fused"] if src == "fused" else r[src])["probs"][label] for r in windows[first:]])
+    if w.data.fusion_available:
+        values = np.array([[r["attribution"]["values"][m] for m in MODALITIES] for r in windows[first:]])
+        below = np.zeros(len(values))  # the stack: positive shares upwards, negative downwards from 0
+        above = np.zeros(len(values))
+        for k, m in enumerate(MODALITIES):
+            bars = w.attribution.stack_items[m].opts
+            assert np.allclose(bars["x"], centres[first:]) and np.allclose(bars["height"], np.abs(values[:, k]))
+            assert np.allclose(bars["y0"], np.where(values[:, k] >= 0, above, below + values[:, k]))
+            above, below = above + values[:, k].clip(0), below + values[:, k].clip(None, 0)
+        assert w.attribution.shown == {m: windows[-1]["attribution"]["values"][m] for m in MODALITIES}
+    w.shutdown()
+
+
+def test_status_bar_shows_the_provider_the_sessions_report(pack_dir: Path, qtbot, tmp_path: Path, monkeypatch) -> None:
+    """There is no GPU here: onnxruntime is made to report CUDA for every session the engine
+    opens. The status bar must show what the running sessions report, not what was asked for."""
+    import onnxruntime as ort
+
+    from mmdesk.session.engine import Engine, EngineSettings
+
+    with monkeypatch.context() as m:
+        m.setattr(ort.InferenceSession, "get_providers", lambda self: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+        cuda = Engine(EngineSettings(device="auto", models=str(pack_dir)))
+        assert set(cuda.analyzer().providers().values()) == {"CUDAExecutionProvider"}
+    w = MainWindow(cuda, temp_settings(tmp_path))
+    qtbot.addWidget(w)
+    w.show()
+    w.set_devices(camera=None, microphone=None)
+    w.start_live()
+    qtbot.waitUntil(lambda: bool(w.data.meta), timeout=30000)  # the inference thread read the providers
+    assert w.stat["provider"].text() == "Provider: <b>CUDA</b>"
+    w._show_stats(provider="—")  # what the live session's stats say, a few times a second
+    qtbot.waitUntil(lambda: w.stat["provider"].text() == "Provider: <b>CUDA</b>", timeout=5000)
+    # a clip's records: one model left on the CPU is said so
+    meta = w.data.meta
+    w._reset(mode="clip")
+    w._on_record({**meta, "providers": {"face_expression": "CUDAExecutionProvider",
+                                               "voice_emotion": "CPUExecutionProvider"}})
+    assert w.stat["provider"].text() == "Provider: <b>CUDA (partly CPU)</b>"
+    w.shutdown()
