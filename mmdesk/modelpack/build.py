@@ -141,7 +141,7 @@ def _quiet_loggers(*names: str):
 def _export(recipe: Recipe, source: Path, out: Path) -> None:
     module = recipe.exporter
     if module is None:
-        raise ModelError(f"{recipe.role}: unknown build step {recipe.build!r}", "use copy or export:NAME")
+        raise ModelError(f"{recipe.role}: unknown build step {recipe.build!r}", "use copy, export:NAME or derive:NAME")
     if not _has_torch():
         raise ModelError(
             f"building {recipe.role} ({recipe.build}) needs torch, which is not installed",
@@ -178,6 +178,22 @@ def _export(recipe: Recipe, source: Path, out: Path) -> None:
         ) from None
     if not out.is_file():
         raise ModelError(f"{module}.export_onnx did not write {out.name}", "")
+
+
+def _derive(recipe: Recipe, source: Path, out: Path) -> None:
+    module = recipe.deriver
+    try:
+        importlib.import_module(module).derive(source, out)
+    except MmdeskError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the libraries a derivation uses raise many types
+        if os.environ.get("MMDESK_DEBUG"):
+            traceback.print_exc()
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ModelError(
+            f"deriving {recipe.role} with {module}.derive failed: {type(exc).__name__}: {first}",
+            "set MMDESK_DEBUG=1 for the traceback",
+        ) from None
 
 
 # -------------------------------------------------------------------------------------------- build
@@ -254,11 +270,15 @@ def _stage_role(recipe: Recipe, ctx: FetchContext, work: Path, files: Path, reso
     if resolved is None:
         resolved = resolve_any(recipe.sources, ctx, work, recipe.role)
     out = files / recipe.file
-    if recipe.build == "copy":
+    if recipe.build == "copy" or recipe.deriver:
         folder = recipe.format in FOLDER_FORMATS
         if resolved.path.is_dir() != folder:
             want = "a folder" if folder else "a file"
             raise ModelError(f"{recipe.role}: {resolved.path} is not {want}, as {recipe.format} needs", "fix the recipe")
+    if recipe.deriver:
+        ctx.log(f"  {recipe.build} from {resolved.path.name}")
+        _derive(recipe, resolved.path, out)
+    elif recipe.build == "copy":
         ctx.log(f"  copying {resolved.path.name}")
         if folder:
             shutil.copytree(resolved.path, out)
@@ -269,9 +289,10 @@ def _stage_role(recipe: Recipe, ctx: FetchContext, work: Path, files: Path, reso
         _export(recipe, resolved.path, out)
     sha = sha256_path(out)
     if recipe.sha256 and sha != recipe.sha256:
-        raise ChecksumError(
-            f"{recipe.role}: the built {recipe.file} has sha256 {sha}, expected {recipe.sha256}", "fix the recipe"
-        )
+        hint = "fix the recipe"
+        if recipe.deriver:  # the library that writes the derived file may write other bytes in another version
+            hint = f"build with the library versions the recipe was pinned with (see its comment), or {hint}"
+        raise ChecksumError(f"{recipe.role}: the built {recipe.file} has sha256 {sha}, expected {recipe.sha256}", hint)
     inputs, outputs, labels, preprocessing = _expected(recipe, resolved)
     where = f"the {recipe.role} model from {describe(resolved.spec)}"
     if recipe.format == "onnx":

