@@ -209,8 +209,8 @@ def load_finetuned(adapters: Path, encoder_dir: Path | None = None, merge: bool 
 
 def export_onnx(source: Path, out: Path) -> None:
     """Pack exporter (``build: export:minilm_lora``): adapters merged into the pinned MiniLM, dynamo export to
-    float32, then dynamic int8 (:func:`mmdesk.training.onnx_export.quantize_int8`; its F1, agreement and
-    latency vs float32 are in models/cards/text_emotion.md and sarcasm.md)."""
+    float32, then dynamic int8 with an int8 word-embedding table (:func:`mmdesk.training.onnx_export.quantize_int8`;
+    its F1, agreement and latency vs float32 are in models/cards/text_emotion.md and sarcasm.md)."""
     import tempfile
 
     from torch.export import Dim
