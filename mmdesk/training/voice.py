@@ -47,7 +47,14 @@ CONFIG_SEARCH = (
     "0.69 / 0.66. H100 (`--device cuda`), seed 0: the default 0.730 / 0.699; + mixup 0.4, 80 epochs 0.685 / 0.669; "
     "2-D 32-64-128-128 + mixup, 60 epochs 0.710 / 0.663; 1-D 4 x 256, dropout 0.4, mixup, 80 epochs "
     "0.726 / 0.702. None is clearly better than the default (seed-to-seed spread is about 0.01), so the "
-    "default stayed."
+    "default stayed. Per-speaker band statistics (2026-12-04, CPU, not shipped): each speaker's log-mel "
+    "bands mapped to the pooled mean/std with that speaker's own mean/std (the test speaker's from its "
+    "own unlabelled utterances) before the usual normalisation: EmoDB alone, seeds 0 / 1: 0.782 / 0.788 "
+    "and 0.796 / 0.800 (global statistics, same run: 0.710 / 0.691); with the RAVDESS actor as 9th fold, "
+    "EmoDB folds 0.731 / 0.753, RAVDESS 0.283 / 0.286 (unchanged). Mean only: 0.736 / 0.744; "
+    "standardised without mapping back (the gain and noise augmentation then act on the wrong scale): "
+    "0.664 / 0.690. Not shipped: it needs per-speaker statistics at run time (a session's own running "
+    "band statistics) and a retrained fusion head, which reads this model's frames."
 )
 
 
