@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,10 @@ class MainWindow(QMainWindow):
         self._dirty = False
         self._frame_index = -1
         self._drawn_at = -1.0  # playback position the waveform was last drawn for
-        self._panels_due = False  # the panels redraw on the tick after the timeline
+        # What is left to redraw after the timeline, one step per tick: the stacked contributions
+        # and the panels painted in one pass took up to 18-23 ms of GUI-thread CPU (live, with a
+        # microphone); one per pass, 13-15 ms
+        self._plot_steps: list[Callable[[], None]] = []
         self._live_ticks = 0
         self._requested: dict[str, Any] = {}  # the device last asked of the live session, per kind
         self.tasks = TaskPool()  # background work without Thread.start() waits on this thread
@@ -727,15 +731,14 @@ class MainWindow(QMainWindow):
         self._dirty = True
 
     def _redraw(self) -> None:
-        if self.live is not None:
-            self._redraw_live()
+        if self.live is not None:  # the waveform waits while a plot is redrawn (24 of 30 updates a second)
+            self._redraw_live(wave=not (self._plot_steps or self._dirty))
         if self.mode in ("clip", "session") and self.envelope is not None and self._drawn_at != self.position:
             self._drawn_at = self.position  # the waveform only moves with the playback position
             t, peak = self.envelope.at(self.position, 5.0)
             self.audio.set_envelope(t, peak, self.position, self.envelope.rms_at(self.position))
-        if self._panels_due:  # the tick after the timeline: two plots never repaint in one pass
-            self._panels_due = False
-            self._show_selection()  # new windows change the counts and the stacked contributions
+        if self._plot_steps:
+            self._plot_steps.pop(0)()
             return
         if not self._dirty:
             return
@@ -746,16 +749,18 @@ class MainWindow(QMainWindow):
         rec = self.selected_record()
         if rec is not None:  # with the data, so the timeline is painted once per new window
             self.timeline.select(rec["start"], rec["end"])
-        self._panels_due = self.mode == "live" or (self.job is not None and not self.job.done.is_set())
+        if self.mode == "live" or (self.job is not None and not self.job.done.is_set()):
+            # new windows change the stacked contributions, then the counts and the selected window's panels
+            self._plot_steps = [lambda: self.attribution.show_stack(self.data), self._show_selection]
 
-    def _redraw_live(self) -> None:
+    def _redraw_live(self, wave: bool = True) -> None:
         live = self.live
         assert live is not None
         frame = live.latest_frame()
         if frame is not None and frame.index != self._frame_index:
             self._frame_index = frame.index
             self.video.set_frame(bgr_to_qimage(frame.image))
-        if live.has_microphone:
+        if live.has_microphone and wave:
             self.audio.set_samples(live.audio_tail(5.0))
         self._live_ticks += 1
         if self._live_ticks % 8:  # numbers people read: 4 updates a second are plenty

@@ -152,14 +152,14 @@ class AttributionPanel(QWidget):
             self.title.setText(
                 f"<b>Why “{att['target']}”?</b> p = {att['full']:.2f} with every modality, "
                 f"{att['baseline']:.2f} with none; each bar is one modality's share (Shapley).")
-        self._stack(data)
+        self.show_stack(data)
 
     def set_live(self, live: bool) -> None:
         """Live: the stacked contributions scroll with the timeline (its last ``LIVE_SPAN_S``)."""
         self.live = live
         self._stacked = None
 
-    def _stack(self, data: SessionData) -> None:
+    def show_stack(self, data: SessionData) -> None:
         """The contributions of the windows, stacked: positive shares up, negative down."""
         if self._stacked == (data, data.version):
             return  # another window selected: the stack is the same

@@ -35,7 +35,7 @@ def analysed(qapp, engine, ravdess_clip: Path, tmp_path_factory) -> MainWindow:
     w.analysis_finished.connect(finished.append)
     w.open_clip(str(ravdess_clip))
     wait_until(qapp, lambda: finished, 120, "the clip analysis")
-    wait_until(qapp, lambda: not (w._dirty or w._panels_due), 5, "a redraw")
+    wait_until(qapp, lambda: not (w._dirty or w._plot_steps), 5, "a redraw")
     assert finished == [True], w.last_error
     yield w
     w.close()
@@ -199,8 +199,10 @@ def test_live_views_scroll_and_hold_the_values_of_the_windows_in_view(analysed: 
     for i in range(100):  # 51.5 s of windows, 2 s every 0.5 s, with the clip's values
         r = {**analysed.data.windows[i % len(analysed.data.windows)], "index": i, "start": i * 0.5, "end": i * 0.5 + 2}
         w._on_record(r)
-        w._redraw()  # the timeline
-        w._redraw()  # the panels
+        while True:  # the timeline, then the stacked contributions and the panels
+            w._redraw()
+            if not w._plot_steps:
+                break
         QApplication.processEvents()
         sizes.add((w.timeline.plot.size().toTuple(), w.attribution.stack.size().toTuple(), w.audio.plot.size().toTuple()))
         card_widths.add(w.alone.minimumSizeHint().width())
