@@ -13,15 +13,19 @@ the int8 arithmetic and the file format stay the library's.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ctranslate2.specs.whisper_spec import WhisperSpec
 
 #: type ids in model.bin, in the order of ctranslate2's DataType enum (bfloat16 has no numpy type)
 _DTYPES: tuple[str, ...] = ("float32", "int8", "int16", "int32", "float16")
@@ -84,7 +88,7 @@ def read_model_bin(path: Path) -> ModelBin:
 
 
 def _load_time_int8_spec(num_encoder_layers: int, num_encoder_heads: int, num_decoder_layers: int,
-                         num_decoder_heads: int):
+                         num_decoder_heads: int) -> WhisperSpec:
     from ctranslate2.specs.whisper_spec import WhisperSpec
 
     class LoadTimeInt8WhisperSpec(WhisperSpec):
@@ -93,7 +97,7 @@ def _load_time_int8_spec(num_encoder_layers: int, num_encoder_heads: int, num_de
         moved by up to 4.9; left float, it is bit-identical). A filter on ``_quantize`` is how ctranslate2's
         own Drama3Spec restricts quantization."""
 
-        def _quantize(self, quantization, variable_filter=None):
+        def _quantize(self, quantization: str | None, variable_filter: Callable[[str], bool] | None = None) -> None:
             super()._quantize(quantization, lambda name: "/conv" not in name)
 
     return LoadTimeInt8WhisperSpec(num_encoder_layers, num_encoder_heads, num_decoder_layers, num_decoder_heads)
@@ -143,7 +147,6 @@ def whisper_int8(source: Path, out: Path) -> None:
     for f in sorted(source.iterdir()):
         if f.name != "model.bin":
             shutil.copyfile(f, out / f.name)
-    json.loads((out / "config.json").read_text(encoding="utf-8"))  # the folder is complete and readable
 
 
 def derive(source: Path, out: Path) -> None:
