@@ -641,6 +641,8 @@ class MainWindow(QMainWindow):
                     self.stat["fps"].setText(f"{(record.get('media_seconds') or 0) / secs:.1f}× real time")
                 if record.get("error"):
                     self._banner(f"Analysis stopped: {record['error']}; the {record['windows']} finished windows are kept.")
+                if (record.get("asr") or {}).get("transcript") is not None:
+                    self.transcript.show_data(self.data)  # whole utterances replace the windows' pieces
                 if self.selected is None and self.data.windows:
                     self.select(self._most_confident())
             finally:  # whatever happens above, whoever waits for the end hears of it

@@ -199,7 +199,14 @@ class SessionData:
         return int(np.argmin(np.abs(self.centres() - t)))
 
     def texts(self) -> list[tuple[float, float, str, str]]:
-        """Distinct texts seen by the analysis: (start, end, text, origins) in time order."""
+        """Distinct texts seen by the analysis: (start, end, text, origins) in time order.
+
+        A transcribed clip's end record has each utterance once (``asr.transcript``); the windows
+        only have the words inside them, so the same sentence would come back in overlapping pieces.
+        """
+        said = ((self.end or {}).get("asr") or {}).get("transcript")
+        if said is not None:
+            return [(float(u["start"]), float(u["end"]), u["text"], "asr") for u in said]
         out: list[tuple[float, float, str, str]] = []
         for w in self.windows:
             tx = w.get("text") or {}
