@@ -78,6 +78,7 @@ class Recipe:
         }  # fmt: skip
         if self.exporter:
             body["exporter"] = _module_source_sha(self.exporter)
+            body["export_helpers"] = _module_source_sha("mmdesk.training.onnx_export")  # they shape the bytes too
         if self.deriver:
             body["deriver"] = _module_source_sha(self.deriver)
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -13,6 +13,9 @@ What every exported file here guarantees:
   ``save_as_external_data=False``, then check that no initializer points to external data;
 * no per-node debug metadata (the exporter stores Python stack traces with absolute paths there), so
   exporting the same weights twice with the same library versions gives byte-identical files;
+* the producer version is torch's public version (``2.13.0``, not ``2.13.0+cpu`` / ``2.13.0+cu130``):
+  the CPU and CUDA builds of one torch release export the same graph, and the fusion head is bound to
+  the encoders' sha256, so the file must not record which build a user's machine happened to install;
 * symbolic dimensions carry the names we chose (``batch``, ``seq``), not the exporter's ``s0``/``s1``;
 * passes ``onnx.checker`` and loads in onnxruntime on CPU.
 """
@@ -77,6 +80,7 @@ def export_single_file(
     proto = program.model_proto
     _load_all_external(proto, out_path.parent)
     strip_debug_metadata(proto)
+    proto.producer_version = torch.__version__.split("+")[0]  # no local build label (see above)
     if dim_names:
         rename_dims(proto, dim_names)
     _check_io(proto, input_names, output_names)
