@@ -719,8 +719,8 @@ class MainWindow(QMainWindow):
         self.timeline.select(rec["start"], rec["end"])
         face = rec.get("face") or {}
         fused = rec.get("fused")
-        if fused:
-            label = f"{fused['label']} {fused['probs'][fused['label']]:.2f}"
+        if fused:  # named, or it reads as the face's own expression, which may differ (the cards show both)
+            label = f"{fused['label']} {fused['probs'][fused['label']]:.2f} (fused)"
         elif face.get("present"):
             label = f"{face['label']} {face['probs'][face['label']]:.2f} (face)"
         else:

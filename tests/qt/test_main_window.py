@@ -56,6 +56,8 @@ def test_panels_hold_the_values_of_the_analysis(analysed: MainWindow) -> None:
     rec = w.selected_record()
     assert rec is not None and w.timeline.selection.getRegion() == pytest.approx((rec["start"], rec["end"]))
     assert w.alone.shown["face"] == alone_top(rec, "face") and w.video.box == tuple(rec["face"]["box"])
+    shown = rec["fused"] if fusion else rec["face"]  # the box says whose judgement it carries
+    assert w.video.label == f"{shown['label']} {shown['probs'][shown['label']]:.2f} ({'fused' if fusion else 'face'})"
     if fusion:
         assert w.attribution.shown == {m: rec["attribution"]["values"][m] for m in MODALITIES}
         assert w.interaction.shown_type == rec["interaction"]["type"]
