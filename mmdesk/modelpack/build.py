@@ -162,38 +162,32 @@ def _export(recipe: Recipe, source: Path, out: Path) -> None:
     fn = getattr(mod, "export_onnx", None)
     if not callable(fn):
         raise ModelError(f"{module} has no export_onnx()", "update mmdesk")
-    try:
+    with _step_errors(f"exporting {recipe.role} with {module}.export_onnx"):
         with warnings.catch_warnings(), _quiet_loggers("torch", "onnxscript"):
             warnings.simplefilter("ignore")
             fn(source, out)
-    except MmdeskError:
-        raise
-    except Exception as exc:
-        if os.environ.get("MMDESK_DEBUG"):
-            traceback.print_exc()
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise ModelError(
-            f"exporting {recipe.role} with {module}.export_onnx failed: {type(exc).__name__}: {first}",
-            "set MMDESK_DEBUG=1 for the traceback",
-        ) from None
     if not out.is_file():
         raise ModelError(f"{module}.export_onnx did not write {out.name}", "")
 
 
 def _derive(recipe: Recipe, source: Path, out: Path) -> None:
     module = recipe.deriver
-    try:
+    with _step_errors(f"deriving {recipe.role} with {module}.derive"):
         importlib.import_module(module).derive(source, out)
+
+
+@contextlib.contextmanager
+def _step_errors(what: str):
+    """A build step's failure as one ModelError line (the libraries it uses raise many types)."""
+    try:
+        yield
     except MmdeskError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the libraries a derivation uses raise many types
+    except Exception as exc:  # noqa: BLE001 - see above
         if os.environ.get("MMDESK_DEBUG"):
             traceback.print_exc()
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise ModelError(
-            f"deriving {recipe.role} with {module}.derive failed: {type(exc).__name__}: {first}",
-            "set MMDESK_DEBUG=1 for the traceback",
-        ) from None
+        raise ModelError(f"{what} failed: {type(exc).__name__}: {first}", "set MMDESK_DEBUG=1 for the traceback") from None
 
 
 # -------------------------------------------------------------------------------------------- build
