@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="scripted: run a live session for S seconds (then screenshot, if asked) and exit")
     p.add_argument("--stall-report", action="store_true",
                    help="print how long the event loop stalled (JSON) when the scripted run ends")
-    p.add_argument("--timeout", type=float, default=600.0, help="scripted: give up after this many seconds")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="scripted: give up after this many seconds (default 600, or the live seconds + 300)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="execution device")
     p.add_argument("--models", help="model pack directory (default: $MMDESK_MODELS or the user data dir)")
 
@@ -27,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mmdesk.errors import MmdeskError
 
+    if args.timeout is None:  # a long scripted live run must not be cut off by the default watchdog
+        args.timeout = max(600.0, args.live_seconds + 300.0)
     if args.live_seconds < 0 or args.timeout <= 0:
         raise MmdeskError("--live-seconds and --timeout must be positive", "e.g. --live-seconds 20")
     if args.open and not Path(args.open).exists():
