@@ -88,3 +88,18 @@ def test_no_display_is_one_line(tmp_path: Path) -> None:
                           text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 2 and "QT_QPA_PLATFORM=offscreen" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("argv", "timeout"), [([], 600.0), (["--live-seconds", "20"], 600.0),
+                                                (["--live-seconds", "900"], 1200.0),
+                                                (["--live-seconds", "900", "--timeout", "50"], 50.0)])
+def test_scripted_watchdog_outlasts_the_live_run(monkeypatch, argv: list[str], timeout: float) -> None:
+    """A 10-minute scripted live run was cut off by the 600 s watchdog before it could report."""
+    import mmdesk.qt.qt_app as qt_app
+    from mmdesk.cli import main
+
+    seen = {}
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    monkeypatch.setattr(qt_app, "run", lambda args: seen.setdefault("timeout", args.timeout) and 0)
+    assert main(["gui", *argv]) == 0
+    assert seen == {"timeout": timeout}
