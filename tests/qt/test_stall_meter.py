@@ -33,9 +33,11 @@ def test_a_blocked_loop_and_a_full_collection_in_it_are_reported(qtbot) -> None:
     qtbot.wait(400)
     meter.stop()
     report = meter.report()
-    stall, gui_cpu, in_gc = report["worst"][0]
-    assert stall >= 75 and gui_cpu >= 60  # the loop was blocked, by work on the GUI thread itself
-    assert in_gc > 0 and report["gc"]["full"] >= 1 and report["gc"]["full_max_ms"] >= in_gc - 1e-6
-    assert report["over_50ms"] >= 1 and report["ticks"] > 20
+    # the blocked gap is among the worst (a loaded machine may add others): at least the 80 ms, with
+    # the GUI thread's own CPU in it and the full collection inside it
+    ours = [(stall, cpu, in_gc) for stall, cpu, in_gc in report["worst"] if stall >= 75 and cpu >= 75]
+    assert ours and ours[0][2] > 0, report["worst"]
+    assert report["gc"]["full"] >= 1 and report["gc"]["full_max_ms"] >= ours[0][2] - 1e-6
+    assert report["over_50ms"] >= 1 and report["ticks"] >= 3
     assert gc.callbacks.count(meter._on_gc) == 0  # stop() leaves the interpreter as it was
     del garbage
