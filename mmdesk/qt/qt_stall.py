@@ -10,7 +10,6 @@ are timed too (they hold the GIL, whichever thread runs them), so a long gap can
 from __future__ import annotations
 
 import gc
-import threading
 import time
 
 import numpy as np
@@ -29,7 +28,7 @@ class StallMeter(QObject):
         self.stalls_ms: list[float] = []
         self.busy_ms: list[float] = []  # GUI-thread CPU time within each gap
         self.tick_at: list[float] = []  # perf_counter at the end of each gap
-        self.collections: list[tuple[float, float, int, str]] = []  # start, end, generation, thread
+        self.collections: list[tuple[float, float, int]] = []  # start, end, generation
         self._gc_start = 0.0
         self._last = 0.0
         self._last_cpu = 0.0
@@ -54,8 +53,7 @@ class StallMeter(QObject):
         if phase == "start":
             self._gc_start = time.perf_counter()
         else:
-            self.collections.append((self._gc_start, time.perf_counter(), int(info.get("generation", -1)),
-                                     threading.current_thread().name))
+            self.collections.append((self._gc_start, time.perf_counter(), int(info.get("generation", -1))))
 
     def _tick(self) -> None:
         now, cpu = time.perf_counter(), time.thread_time()
@@ -68,7 +66,7 @@ class StallMeter(QObject):
         """Milliseconds of garbage collection (any thread) inside gap ``i``."""
         end = self.tick_at[i]
         begin = end - (self.stalls_ms[i] + TICK_MS) / 1e3
-        return sum(max(0.0, min(e, end) - max(s, begin)) for s, e, _, _ in self.collections) * 1e3
+        return sum(max(0.0, min(e, end) - max(s, begin)) for s, e, _ in self.collections) * 1e3
 
     def report(self) -> dict[str, float]:
         a = np.asarray(self.stalls_ms or [0.0])
@@ -83,7 +81,7 @@ class StallMeter(QObject):
                 "gc": self._gc_summary()}
 
     def _gc_summary(self) -> dict[str, float]:
-        ms = [(e - s) * 1e3 for s, e, _, _ in self.collections]
-        full = [(e - s) * 1e3 for s, e, g, _ in self.collections if g == 2]
+        ms = [(e - s) * 1e3 for s, e, _ in self.collections]
+        full = [(e - s) * 1e3 for s, e, g in self.collections if g == 2]
         return {"collections": len(ms), "full": len(full), "max_ms": round(max(ms, default=0.0), 1),
                 "full_max_ms": round(max(full, default=0.0), 1), "total_ms": round(sum(ms), 1)}
