@@ -9,6 +9,7 @@
    that environment.
 3. A one-folder PyInstaller bundle (packaging/mmdesk.spec) with the pack in ``models/`` next to the
    executable, the resources and LICENSES.txt (bundled models and Python packages with their licences).
+   PyAV's encoder and TLS libraries are replaced by stubs built with gcc (packaging/ffmpeg_stubs.py).
 4. Linux outputs: ``mmdesk-VERSION-linux-x86_64.tar.gz`` and ``mmdesk_VERSION_amd64.deb`` (/opt/mmdesk,
    /usr/bin/mmdesk, desktop entry, icon). Windows and macOS are described in TARGETS but not built here.
 
@@ -35,6 +36,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 PACKAGING = ROOT / "packaging"
+sys.path.insert(0, str(PACKAGING))
+import ffmpeg_stubs  # packaging/ffmpeg_stubs.py (standard library only, like this script)
+
 SIZE_TARGET_MB = 400
 # Build-time only: what PyInstaller needs. Pinned so a cached environment stays reproducible.
 BUILD_TOOLS = ("pyinstaller==6.22.3", "pyinstaller-hooks-contrib==2026.9")
@@ -273,7 +277,8 @@ def _resolve_pack(py: Path, source: str | None) -> str:
 # ----------------------------------------------------------------------------------------- licences
 
 
-def licences_text(version: str, manifest: dict, dists: list[list[str]], bundled: set[str]) -> str:
+def licences_text(version: str, manifest: dict, dists: list[list[str]], bundled: set[str],
+                  stubbed: list[str]) -> str:
     """LICENSES.txt: the models (from the pack's manifest and cards) and the bundled Python distributions."""
     lines = [f"mmdesk {version}: what this bundle contains and under which licence", "",
              "mmdesk itself: MIT.", "",
@@ -293,7 +298,9 @@ def licences_text(version: str, manifest: dict, dists: list[list[str]], bundled:
         if name.lower() in bundled:
             lines.append(f"- {name} {ver}: {lic}")
     lines += ["", "Python itself: PSF License. Qt (PySide6) is used under the LGPL-3.0: its libraries are the",
-              "unmodified shared libraries in _internal/PySide6 and can be replaced by the user.", ""]
+              "unmodified shared libraries in _internal/PySide6 and can be replaced by the user.", "",
+              "Not included: these libraries of PyAV's FFmpeg are stubs built by mmdesk's installer that fail every",
+              "call (mmdesk only decodes and never opens TLS): " + ", ".join(sorted(stubbed)) + ".", ""]
     return "\n".join(lines)
 
 
@@ -330,6 +337,35 @@ def strip_debug_info(bundle: Path, work: Path) -> int:
         os.replace(tmp, f)
         saved += before - f.stat().st_size
     return saved
+
+
+def stub_unused_ffmpeg_libraries(bundle: Path, work: Path) -> dict[str, dict[str, int]]:
+    """PyAV's encoder and TLS libraries -> stubs (packaging/ffmpeg_stubs.py); logs each file and the bytes saved."""
+    try:
+        replaced, removed = ffmpeg_stubs.replace_with_stubs(bundle, work / "stubs")
+    except ffmpeg_stubs.StubError as exc:
+        raise BuildError(str(exc)) from None
+    except subprocess.CalledProcessError as exc:
+        raise BuildError(f"building a stub library failed: {' '.join(map(str, exc.cmd[:3]))} ...: "
+                         f"{(exc.stderr or '').strip()[-500:]}") from None
+    for path, saved in replaced.items():
+        log(f"stubbed {path}: {saved / 1e6:.2f} MB saved")
+    for path, size in removed.items():
+        log(f"removed {path} (only the replaced libraries needed it): {size / 1e6:.2f} MB")
+    log(f"stub libraries saved {mb(sum(replaced.values()) + sum(removed.values()))} in all")
+    return {"replaced": replaced, "removed": removed}
+
+
+def check_bundle_loads(bundle: Path, version: str, work: Path) -> None:
+    """Start the bundle with every symbol bound at load time (LD_BIND_NOW): a stub that misses a symbol or a
+    symbol version, or a removed library that was still needed, fails here rather than on a user's machine.
+    `doctor` imports PyAV (all of FFmpeg), onnxruntime, CTranslate2 and Qt."""
+    env = {**os.environ, "LD_BIND_NOW": "1", "QT_QPA_PLATFORM": "offscreen"}
+    for args in (["--version"], ["doctor", "--json", "--no-devices"]):
+        check = subprocess.run([str(bundle / "mmdesk"), *args], check=False, capture_output=True, text=True, env=env)
+        if check.returncode != 0 or (args == ["--version"] and version not in check.stdout):
+            raise BuildError(f"the bundle does not start (`mmdesk {' '.join(args)}`): "
+                             f"{(check.stderr or check.stdout).strip()[-300:]}", f"see {work / 'pyinstaller.log'}")
 
 
 def write_tar(bundle: Path, out: Path, top: str) -> None:
@@ -415,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     refuse_unbuildable(target)
     if "deb" in args.formats and not shutil.which("dpkg-deb"):
         raise BuildError("dpkg-deb is not installed", "apt-get install dpkg (or pass --formats tar)")
+    if ffmpeg_stubs.missing_tools():
+        raise BuildError(f"{', '.join(ffmpeg_stubs.missing_tools())} not found: the build compiles stub libraries "
+                         "that replace PyAV's encoder and TLS libraries (~40 MB)", "apt-get install gcc binutils")
     version = mmdesk_version()
     work, dist = Path(args.work).absolute(), Path(args.dist).absolute()
     work.mkdir(parents=True, exist_ok=True)
@@ -444,13 +483,12 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     saved = strip_debug_info(bundle, work)
     log(f"removed {mb(saved)} of debug information")
+    stubs = stub_unused_ffmpeg_libraries(bundle, work)
     shutil.copytree(pack, bundle / "models")
     bundled = set((work / "pyinstaller" / "mmdesk" / "bundled_distributions.txt").read_text().split())
-    (bundle / "LICENSES.txt").write_text(licences_text(version, manifest, dists, bundled), encoding="utf-8")
-    check = subprocess.run([str(bundle / "mmdesk"), "--version"], check=False, capture_output=True, text=True)
-    if check.returncode != 0 or version not in check.stdout:
-        raise BuildError(f"the bundle does not start: {(check.stderr or check.stdout).strip()[-300:]}",
-                         f"see {work / 'pyinstaller.log'}")
+    stubbed = [Path(f).name for f in stubs["replaced"]]
+    (bundle / "LICENSES.txt").write_text(licences_text(version, manifest, dists, bundled, stubbed), encoding="utf-8")
+    check_bundle_loads(bundle, version, work)
     size = dir_size(bundle)
     plat = f"{args.target}-x86_64" + ("-cuda" if args.onnxruntime == "gpu" else "")
     outputs: dict[str, dict] = {}
@@ -467,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {"version": version, "target": args.target, "onnxruntime": args.onnxruntime,
               "bundle": str(bundle), "bundle_bytes": size, "models_bytes": dir_size(bundle / "models"),
-              "size_target_bytes": SIZE_TARGET_MB * 10**6, "outputs": outputs,
+              "size_target_bytes": SIZE_TARGET_MB * 10**6, "outputs": outputs, "stubs": stubs,
               "seconds": {k: round(v, 1) for k, v in times.items()}, "cpus": os.cpu_count()}
     (dist / f"mmdesk-{version}-{plat}.build.json").write_text(json.dumps(report, indent=2) + "\n")
     log(f"bundle {bundle}: {mb(size)} unpacked (models {mb(report['models_bytes'])}; "
