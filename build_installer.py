@@ -356,6 +356,13 @@ def stub_unused_ffmpeg_libraries(bundle: Path, work: Path) -> dict[str, dict[str
     return {"replaced": replaced, "removed": removed}
 
 
+def remove_dangling_links(bundle: Path) -> None:
+    """PyInstaller links Qt's libraries into _internal/ before the spec filters them out; libraries removed
+    after it (stubs' dependencies) leave links too."""
+    for link in [p for p in bundle.rglob("*") if p.is_symlink() and not p.exists()]:
+        link.unlink()
+
+
 def check_bundle_loads(bundle: Path, version: str, work: Path) -> None:
     """Start the bundle with every symbol bound at load time (LD_BIND_NOW): a stub that misses a symbol or a
     symbol version, or a removed library that was still needed, fails here rather than on a user's machine.
@@ -484,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     saved = strip_debug_info(bundle, work)
     log(f"removed {mb(saved)} of debug information")
     stubs = stub_unused_ffmpeg_libraries(bundle, work)
+    remove_dangling_links(bundle)
     shutil.copytree(pack, bundle / "models")
     bundled = set((work / "pyinstaller" / "mmdesk" / "bundled_distributions.txt").read_text().split())
     stubbed = [Path(f).name for f in stubs["replaced"]]

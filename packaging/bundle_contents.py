@@ -97,14 +97,47 @@ def keep_data(dest: str) -> bool:
     return not (d.startswith(unused) or "/tests/" in d)
 
 
-# Qt pieces that PyInstaller's hooks collect for a widgets app but that only serve other kinds of apps:
-# the on-screen virtual keyboard (with its QML module) and the PDF image-format plugin (Qt Pdf). Nothing
-# else in the bundle links against these libraries (checked with objdump when this list was made).
+# Qt Python bindings nothing imports at run time (checked with `python -X importtime` on `mmdesk gui`):
+# pyqtgraph imports QtSvg and QtTest under try/except ImportError and uses them only for SVG export and its own
+# tests; QtDBus, QtConcurrent and QtMultimediaWidgets are collected by the hooks, never imported (the video
+# view paints QVideoSink frames itself; the C++ QtDBus and QtConcurrent stay: QtMultimedia links them). QtOpenGL (8.7 MB) is imported by pyqtgraph but used only to draw with OpenGL
+# (useOpenGL, off): hooks/rthook_qtopengl.py stands in for it.
+UNUSED_QT_MODULES = ("PySide6.QtSvg", "PySide6.QtTest", "PySide6.QtDBus", "PySide6.QtConcurrent",
+                     "PySide6.QtMultimediaWidgets", "PySide6.QtOpenGL")
+
+# Qt pieces that PyInstaller's hooks collect for a widgets app but that only serve other kinds of apps. Nothing
+# that stays links against these libraries (checked with readelf -d when this list was made).
 UNUSED_QT_BINARIES = (
+    # the on-screen virtual keyboard (with its QML module) and the PDF image-format plugin (Qt Pdf)
     "PySide6/Qt/plugins/platforminputcontexts/libqtvirtualkeyboardplugin.so",
     "PySide6/Qt/plugins/imageformats/libqpdf.so",
     "PySide6/Qt/lib/libQt6VirtualKeyboard",
     "PySide6/Qt/lib/libQt6Pdf",
+    # display platforms for devices without a desktop session (EGLFS/KMS, framebuffer, VNC, Vulkan display);
+    # xcb, wayland, offscreen (--screenshot) and minimal stay
+    "PySide6/Qt/plugins/platforms/libqeglfs.so",
+    "PySide6/Qt/plugins/platforms/libqlinuxfb.so",
+    "PySide6/Qt/plugins/platforms/libqminimalegl.so",
+    "PySide6/Qt/plugins/platforms/libqvkkhrdisplay.so",
+    "PySide6/Qt/plugins/platforms/libqvnc.so",
+    "PySide6/Qt/plugins/egldeviceintegrations/",
+    "PySide6/Qt/lib/libQt6EglFSDeviceIntegration",
+    "PySide6/Qt/lib/libQt6EglFsKmsSupport",
+    # evdev/TUIO input, read only by those platforms: xcb and wayland get input from the display server
+    "PySide6/Qt/plugins/generic/",
+    # QtNetwork's TLS backends and reachability plugins: mmdesk does no Qt networking (QtMultimedia links
+    # QtNetwork; playback opens local files through Qt's FFmpeg)
+    "PySide6/Qt/plugins/tls/",
+    "PySide6/Qt/plugins/networkinformation/",
+    # image formats mmdesk never reads or writes (exports are PNG, the icon is SVG)
+    "PySide6/Qt/plugins/imageformats/libqicns.so",
+    "PySide6/Qt/plugins/imageformats/libqtga.so",
+    "PySide6/Qt/plugins/imageformats/libqtiff.so",
+    "PySide6/Qt/plugins/imageformats/libqwbmp.so",
+    "PySide6/Qt/plugins/imageformats/libqwebp.so",
+    # the libraries of UNUSED_QT_MODULES that nothing else links
+    "PySide6/Qt/lib/libQt6Test",
+    "PySide6/Qt/lib/libQt6MultimediaWidgets",
 )
 
 

@@ -275,8 +275,4 @@ def replace_with_stubs(bundle: Path, work: Path) -> tuple[dict[str, int], dict[s
                 dropped_deps.update(needs[f])
                 f.unlink()
                 changed = True
-    gone = {Path(r).name for r in removed}
-    for link in [p for p in bundle.rglob("*") if p.is_symlink()]:  # PyInstaller's links to them in _internal/
-        if not link.exists() and Path(link.readlink()).name in gone:
-            link.unlink()
     return replaced, removed
