@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "packaging"))
+import ffmpeg_stubs
+
 CLIP = "av/ravdess_actor05/01-01-03-01-01-02-05.mp4"  # 3.5 s, happy, speech and a face throughout
 # The first test also pays for the build (a fresh runtime environment and PyInstaller cache: ~5 min on 2 cores).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -71,8 +74,10 @@ def installed(build: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _app_env(home: Path) -> dict[str, str]:
-    """What a desktop session gives a program: no virtual environment, no PYTHON* variables."""
-    return {"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8", "QT_QPA_PLATFORM": "offscreen"}
+    """What a desktop session gives a program: no virtual environment, no PYTHON* variables. LD_BIND_NOW binds
+    every symbol at load time, so a stub library that lacks one fails the run instead of passing unnoticed."""
+    return {"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8", "QT_QPA_PLATFORM": "offscreen",
+            "LD_BIND_NOW": "1"}
 
 
 def _run_app(installed: Path, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
@@ -178,3 +183,108 @@ def test_gui_screenshot_from_the_installed_bundle(installed: Path, isolation: No
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert width >= 640 and height >= 400
+
+
+def _stubs(installed: Path) -> list[Path]:
+    return [f for f in sorted((installed / "opt/mmdesk/_internal/av.libs").iterdir())
+            if f.name.rsplit("-", 1)[0] in ffmpeg_stubs.STUBS]
+
+
+def test_pyav_encoder_and_tls_libraries_are_stubs(installed: Path) -> None:
+    stubs = _stubs(installed)
+    assert {f.name.rsplit("-", 1)[0] for f in stubs} == set(ffmpeg_stubs.STUBS)
+    for f in stubs:
+        assert f.stat().st_size < 64_000 and ffmpeg_stubs.is_stub(f), f.name
+        assert ffmpeg_stubs.needed(f) == [], f.name  # a stub pulls nothing in
+    names = {f.name.rsplit("-", 1)[0] for f in (installed / "opt/mmdesk/_internal/av.libs").iterdir()}
+    assert not names & {"libnettle", "libhogweed", "libgmp", "libunistring", "libsharpyuv"}  # GnuTLS's, libwebp's
+    assert {"libavcodec", "libavformat", "libdav1d", "libopus", "libopencore-amrwb"} <= names  # decoding stays
+    assert "libx265-" in (installed / "opt/mmdesk/LICENSES.txt").read_text()
+
+
+# Each wrapper is opened the way a stray call would reach it; with the stubs every one must end in an FFmpeg
+# error (a crash would end the process). Run in the development PyAV, which is the same build as the bundle's.
+_STRAY_CALLS = """
+import fractions, socket, sys, threading
+import av
+failed = []
+for name, kind in [("libx264", "v"), ("libx265", "v"), ("libsvtav1", "v"), ("libvpx", "v"), ("libvpx-vp9", "v"),
+                   ("libwebp", "v"), ("libwebp_anim", "v"), ("libmp3lame", "a"), ("libopencore_amrnb", "a")]:
+    c = av.CodecContext.create(name, "w")
+    if kind == "v":
+        c.width, c.height, c.pix_fmt, c.time_base = 64, 64, "yuv420p", fractions.Fraction(1, 25)
+    else:
+        c.sample_rate, c.layout, c.format, c.bit_rate = 8000, "mono", "s16", 12200
+    try:
+        c.open()
+    except av.FFmpegError:
+        failed.append(name)
+for name in ("libvpx", "libvpx-vp9", "libopencore_amrnb"):
+    try:
+        av.CodecContext.create(name, "r").open()
+    except av.FFmpegError:
+        failed.append(name + " decoder")
+srv = socket.create_server(("127.0.0.1", 0))
+threading.Thread(target=lambda: srv.accept()[0].sendall(b"HTTP/1.0 200 OK\\r\\n\\r\\n"), daemon=True).start()
+try:
+    av.open(f"https://127.0.0.1:{srv.getsockname()[1]}/x.mp4", timeout=5)
+except av.FFmpegError:
+    failed.append("https")
+print(" ".join(failed))
+"""
+
+
+def test_stray_encoder_and_tls_calls_fail_cleanly(installed: Path) -> None:
+    import av
+
+    dev_libs = {f.name for f in (Path(av.__file__).parent.parent / "av.libs").iterdir()}
+    stubs = _stubs(installed)
+    if not {f.name for f in stubs} <= dev_libs:
+        pytest.skip("the development install's PyAV is another build than the bundle's")
+    env = {**os.environ, "LD_PRELOAD": " ".join(map(str, stubs)), "LD_BIND_NOW": "1"}
+    proc = subprocess.run([sys.executable, "-c", _STRAY_CALLS], check=False, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["libx264", "libx265", "libsvtav1", "libvpx", "libvpx-vp9", "libwebp",
+                                   "libwebp_anim", "libmp3lame", "libopencore_amrnb", "libvpx", "decoder",
+                                   "libvpx-vp9", "decoder", "libopencore_amrnb", "decoder", "https"]
+
+
+# The codec families docs/capture.md says clips may use; the encoders are the system ffmpeg's.
+_CLIPS = {
+    "h264_aac.mp4": ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac"],
+    "hevc_aac.mp4": ["-c:v", "libx265", "-pix_fmt", "yuv420p", "-c:a", "aac"],
+    "vp9_opus.webm": ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus"],
+    "vp8_vorbis.webm": ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libvorbis"],
+    "av1_opus.mkv": ["-c:v", "libsvtav1", "-preset", "12", "-c:a", "libopus"],
+    "mjpeg_pcm.mov": ["-c:v", "mjpeg", "-q:v", "5", "-c:a", "pcm_s16le"],
+    "mpeg4_mp3.avi": ["-c:v", "mpeg4", "-q:v", "5", "-c:a", "libmp3lame"],
+    "pcm.wav": ["-vn", "-c:a", "pcm_s16le"],
+    "audio.flac": ["-vn", "-c:a", "flac"],
+}
+
+
+def test_bundle_decodes_every_codec_family(installed: Path, isolation: None, pack_dir: Path,
+                                           tmp_path: Path) -> None:
+    ffmpeg = shutil.which("ffmpeg")
+    if not ffmpeg:
+        pytest.skip("ffmpeg makes the clips")
+    for name, codecs in _CLIPS.items():
+        clip = tmp_path / name
+        made = subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=2",
+                               "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=2", *codecs,
+                               "-shortest", str(clip)], check=False, capture_output=True, text=True)
+        assert made.returncode == 0, f"{name}: {made.stderr[-500:]}"
+        dev_out, app_out = tmp_path / f"{name}.dev.jsonl", tmp_path / f"{name}.app.jsonl"
+        args = ["analyze", str(clip), "--no-asr", "--device", "cpu", "-q"]
+        dev = subprocess.run([sys.executable, "-m", "mmdesk", *args, "--out", str(dev_out), "--models", str(pack_dir)],
+                             check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert dev.returncode == 0, f"{name}, development install: {dev.stderr[-1000:]}"
+        app = _run_app(installed, [*args, "--out", str(app_out)], tmp_path)
+        assert app.returncode == 0, f"{name}: {app.stderr[-1000:]}"
+        records = [list(map(json.loads, p.read_text().splitlines())) for p in (app_out, dev_out)]
+        (app_meta, *app_windows, app_end), (dev_meta, *dev_windows, _) = records
+        assert app_meta["source"] == dev_meta["source"], name
+        assert app_end["complete"] and app_end["error"] == "" and app_end["media_seconds"] >= 1.9, name
+        assert len(app_windows) == len(dev_windows) >= 1, name
+        for a, d in zip(app_windows, dev_windows):
+            _assert_same(a, d, f"{name} window {d['index']}")

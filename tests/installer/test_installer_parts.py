@@ -24,6 +24,7 @@ def _load(path: Path) -> ModuleType:
 
 
 bundle_contents = _load(ROOT / "packaging" / "bundle_contents.py")
+ffmpeg_stubs = _load(ROOT / "packaging" / "ffmpeg_stubs.py")
 build_installer = _load(ROOT / "build_installer.py")
 
 
@@ -58,6 +59,48 @@ def test_qt_translations_and_examples_are_not_shipped() -> None:
     assert bundle_contents.keep_data("resources/icons/mmdesk.svg")
     assert not bundle_contents.keep_binary("PySide6/Qt/lib/libQt6VirtualKeyboard.so.6")
     assert bundle_contents.keep_binary("PySide6/Qt/plugins/multimedia/libffmpegmediaplugin.so")
+
+
+def test_only_desktop_qt_platforms_and_used_bindings_are_shipped() -> None:
+    for kept in ("platforms/libqxcb.so", "platforms/libqwayland.so", "platforms/libqoffscreen.so",
+                 "xcbglintegrations/libqxcb-glx-integration.so", "wayland-shell-integration/libxdg-shell.so",
+                 "imageformats/libqsvg.so", "iconengines/libqsvgicon.so", "imageformats/libqjpeg.so"):
+        assert bundle_contents.keep_binary(f"PySide6/Qt/plugins/{kept}"), kept
+    for dropped in ("platforms/libqeglfs.so", "platforms/libqvnc.so", "egldeviceintegrations/libqeglfs-x11-integration.so",
+                    "generic/libqevdevmouseplugin.so", "tls/libqopensslbackend.so", "imageformats/libqtiff.so"):
+        assert not bundle_contents.keep_binary(f"PySide6/Qt/plugins/{dropped}"), dropped
+    for lib in ("libQt6OpenGL.so.6", "libQt6Network.so.6", "libQt6Quick.so.6", "libQt6Svg.so.6"):  # linked by
+        assert bundle_contents.keep_binary(f"PySide6/Qt/lib/{lib}"), lib  # QtMultimedia or used for the icon
+    assert not bundle_contents.keep_binary("PySide6/Qt/lib/libQt6EglFSDeviceIntegration.so.6")
+    # imported at run time (pyqtgraph's QtOpenGLWidgets too), so never excluded
+    assert not {"PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets", "PySide6.QtMultimedia", "PySide6.QtNetwork",
+                "PySide6.QtOpenGLWidgets"} & set(bundle_contents.UNUSED_QT_MODULES)
+
+
+def test_qtopengl_stand_in_imports_and_refuses_use() -> None:
+    code = (f"exec(open({str(ROOT / 'packaging/hooks/rthook_qtopengl.py')!r}).read())\n"
+            "import importlib\n"
+            "m = importlib.import_module('PySide6.QtOpenGL')\n"
+            "try:\n    m.QOpenGLShaderProgram\nexcept ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert "not included in the mmdesk bundle" in out
+
+
+def test_ffmpeg_stub_table_refuses_a_symbol_it_does_not_know() -> None:
+    stub = ffmpeg_stubs.STUBS["libx264"]
+    defined = {"x264_param_default_preset": ("T", 0), "x264_levels": ("R", 672), "x264_new_api": ("T", 0)}
+    source = ffmpeg_stubs.stub_source(stub, "libx264-1.so", {"x264_param_default_preset": "", "x264_levels": ""},
+                                      defined)
+    assert "long x264_param_default_preset(void) { return (long)(-1); }" in source
+    assert "x264_levels[672]" in source and ffmpeg_stubs.MARKER in source
+    with pytest.raises(ffmpeg_stubs.StubError, match="x264_new_api"):
+        ffmpeg_stubs.stub_source(stub, "libx264-1.so", {"x264_new_api": ""}, defined)
+
+
+def test_ffmpeg_stub_exports_the_consumers_symbol_versions() -> None:
+    script = ffmpeg_stubs.version_script({"gnutls_init": "GNUTLS_3_4", "gnutls_bye": "GNUTLS_3_4"})
+    assert script == "GNUTLS_3_4 { global: gnutls_bye; gnutls_init; local: *; };\n"
+    assert ffmpeg_stubs.version_script({"lame_init": ""}) == "{ global: lame_init; local: *; };\n"
 
 
 def test_frozen_app_defaults_to_the_pack_next_to_its_executable(monkeypatch: pytest.MonkeyPatch,
