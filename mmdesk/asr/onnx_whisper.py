@@ -196,17 +196,19 @@ class WhisperTokenizer:
 
 # ------------------------------------------------------------------------------------------------ model
 class Backend(Protocol):
-    """The two graphs: ``encode(mel [1, 80, 3000]) -> cross_kv``;
-    ``decode(tokens [1, T], self_kv [L, 2, 1, H, P, dh], cross_kv) -> logits [1, T, V], new_self_kv,
-    alignment_qk [1, A, T, 1500]``."""
+    """The two graphs. ``encode(mel [1, 80, 3000]) -> cross`` (per decoder layer: keys [1, H, dh, 1500],
+    values [1, H, 1500, dh]); ``decode(tokens [1, T], self_kv, cross) -> (logits [1, T, V], new_self_kv,
+    alignment_qk [1, A, T, 1500])`` where ``self_kv`` is the per-layer list [k_0, v_0, k_1, ...] of
+    [1, H, P, dh] caches (P may be 0)."""
 
     n_layers: int
     n_heads: int
     head_dim: int
 
-    def encode(self, mel: np.ndarray) -> np.ndarray: ...
+    def encode(self, mel: np.ndarray) -> list[np.ndarray]: ...
 
-    def decode(self, tokens: np.ndarray, self_kv: np.ndarray, cross_kv: np.ndarray) -> tuple[np.ndarray, ...]: ...
+    def decode(self, tokens: np.ndarray, self_kv: list[np.ndarray],
+               cross: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]: ...
 
 
 class OrtBackend:
@@ -220,14 +222,20 @@ class OrtBackend:
         providers = providers or ["CPUExecutionProvider"]
         self.encoder = ort.InferenceSession(str(folder / ENCODER_FILE), opts, providers=providers)
         self.decoder = ort.InferenceSession(str(folder / DECODER_FILE), opts, providers=providers)
-        shape = {i.name: i.shape for i in self.decoder.get_inputs()}["cross_kv"]
-        self.n_layers, _, _, self.n_heads, _, self.head_dim = (int(d) for d in shape)
+        inputs = {i.name: i.shape for i in self.decoder.get_inputs()}
+        self.n_layers = sum(1 for n in inputs if n.startswith("cross_k_"))
+        _, self.n_heads, self.head_dim, _ = (int(d) for d in inputs["cross_k_0"])
+        self._cross_names = [o.name for o in self.encoder.get_outputs()][1:]
+        self._self_names = [f"self_{kv}_{i}" for i in range(self.n_layers) for kv in ("k", "v")]
 
-    def encode(self, mel: np.ndarray) -> np.ndarray:
-        return self.encoder.run(["cross_kv"], {"mel": np.ascontiguousarray(mel, dtype=np.float32)})[0]
+    def encode(self, mel: np.ndarray) -> list[np.ndarray]:
+        return self.encoder.run(self._cross_names, {"mel": np.ascontiguousarray(mel, dtype=np.float32)})
 
-    def decode(self, tokens: np.ndarray, self_kv: np.ndarray, cross_kv: np.ndarray) -> tuple[np.ndarray, ...]:
-        return tuple(self.decoder.run(None, {"tokens": tokens, "self_kv": self_kv, "cross_kv": cross_kv}))
+    def decode(self, tokens: np.ndarray, self_kv: list[np.ndarray],
+               cross: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        feeds = {"tokens": tokens, **dict(zip(self._self_names, self_kv)), **dict(zip(self._cross_names, cross))}
+        out = self.decoder.run(None, feeds)
+        return out[0], out[1:-1], out[-1]
 
 
 @dataclass
@@ -272,9 +280,9 @@ class WhisperDecoder:
         self.rng = np.random.default_rng(0)
 
     # -- one decoding of one window ----------------------------------------------------------------
-    def _empty_kv(self) -> np.ndarray:
+    def _empty_kv(self) -> list[np.ndarray]:
         b = self.backend
-        return np.zeros((b.n_layers, 2, 1, b.n_heads, 0, b.head_dim), dtype=np.float32)
+        return [np.zeros((1, b.n_heads, 0, b.head_dim), dtype=np.float32) for _ in range(2 * b.n_layers)]
 
     def _process(self, logits: np.ndarray, sampled: list[int]) -> np.ndarray:
         """The logits after CTranslate2's processors (suppression, blank at the start, timestamp rules)."""
@@ -314,9 +322,9 @@ class WhisperDecoder:
                 logits[:tb] = -np.inf
         return logits
 
-    def _generate(self, cross_kv: np.ndarray, prompt: list[int], temperature: float) -> tuple[list[int], float, float]:
+    def _generate(self, cross: list[np.ndarray], prompt: list[int], temperature: float) -> tuple[list[int], float, float]:
         """One hypothesis: (tokens without eot, cumulative log-prob with eot, no-speech probability)."""
-        logits, kv, _ = self.backend.decode(np.array([prompt], dtype=np.int64), self._empty_kv(), cross_kv)
+        logits, kv, _ = self.backend.decode(np.array([prompt], dtype=np.int64), self._empty_kv(), cross)
         last = logits[0, -1].astype(np.float32)
         raw = last - last.max()
         no_speech = float(np.exp(raw[self.tok.no_speech]) / np.exp(raw).sum())
@@ -336,21 +344,21 @@ class WhisperDecoder:
             if token == self.tok.eot:
                 break
             sampled.append(token)
-            logits, kv, _ = self.backend.decode(np.array([[token]], dtype=np.int64), kv, cross_kv)
+            logits, kv, _ = self.backend.decode(np.array([[token]], dtype=np.int64), kv, cross)
             last = logits[0, -1].astype(np.float32)
         return sampled, cum, no_speech
 
-    def generate_with_fallback(self, cross_kv: np.ndarray, prompt: list[int],
+    def generate_with_fallback(self, cross: list[np.ndarray], prompt: list[int],
                                temperatures: tuple[float, ...]) -> _Generation:
         all_results: list[_Generation] = []
         below_cr: list[_Generation] = []
         temperature = 0.0
         for temperature in temperatures:
             if temperature > 0:  # best of 5 samples by length-normalised score, as CTranslate2 ranks them
-                hyps = [self._generate(cross_kv, prompt, temperature) for _ in range(BEST_OF)]
+                hyps = [self._generate(cross, prompt, temperature) for _ in range(BEST_OF)]
                 tokens, cum, no_speech = max(hyps, key=lambda h: h[1] / max(len(h[0]), 1))
             else:
-                tokens, cum, no_speech = self._generate(cross_kv, prompt, 0.0)
+                tokens, cum, no_speech = self._generate(cross, prompt, 0.0)
             avg = cum / (len(tokens) + 1)
             ratio = compression_ratio(self.tok.decode(tokens).strip())
             result = _Generation(tokens, avg, temperature, ratio, no_speech)
@@ -399,11 +407,11 @@ class WhisperDecoder:
             seek += segment_size
         return segments, seek, single_timestamp_ending
 
-    def align(self, cross_kv: np.ndarray, text_tokens: list[int], num_frames: int) -> tuple[list, list[float]]:
+    def align(self, cross: list[np.ndarray], text_tokens: list[int], num_frames: int) -> tuple[list, list[float]]:
         """CTranslate2's ``Whisper.align``: the DTW path [(token, frame)] and each text token's probability."""
         tok = self.tok
         seq = tok.sot_sequence + [tok.no_timestamps] + list(text_tokens) + [tok.eot]
-        logits, _, qk = self.backend.decode(np.array([seq], dtype=np.int64), self._empty_kv(), cross_kv)
+        logits, _, qk = self.backend.decode(np.array([seq], dtype=np.int64), self._empty_kv(), cross)
         logits = logits[0].astype(np.float32)
         outputs = seq[1:] + [0]
         text = logits[:, :tok.eot]
@@ -426,10 +434,10 @@ class WhisperDecoder:
         matrix = weights.mean(axis=0)[offset:offset + len(text_tokens) + 1]
         return negative_dtw(matrix), token_probs
 
-    def find_alignment(self, text_tokens: list[int], cross_kv: np.ndarray, num_frames: int) -> list[dict]:
+    def find_alignment(self, text_tokens: list[int], cross: list[np.ndarray], num_frames: int) -> list[dict]:
         if not text_tokens:
             return []
-        path, token_probs = self.align(cross_kv, text_tokens, num_frames)
+        path, token_probs = self.align(cross, text_tokens, num_frames)
         text_indices = np.array([p[0] for p in path])
         time_indices = np.array([p[1] for p in path])
         words, word_tokens = self.tok.split_to_word_tokens(text_tokens + [self.tok.eot])
@@ -447,14 +455,14 @@ class WhisperDecoder:
         return [dict(word=w, tokens=t, start=s, end=e, probability=p)
                 for w, t, s, e, p in zip(words, word_tokens, start_times, end_times, word_probabilities)]
 
-    def add_word_timestamps(self, segments: list[dict], cross_kv: np.ndarray, num_frames: int,
+    def add_word_timestamps(self, segments: list[dict], cross: list[np.ndarray], num_frames: int,
                             last_speech_timestamp: float) -> float:
         """faster-whisper's ``add_word_timestamps`` for one window's segments."""
         if not segments:
             return last_speech_timestamp
         per_segment = [[t for t in s["tokens"] if t < self.tok.eot] for s in segments]
         text_tokens = [t for seg in per_segment for t in seg]
-        alignment = self.find_alignment(text_tokens, cross_kv, num_frames)
+        alignment = self.find_alignment(text_tokens, cross, num_frames)
         durations = np.array([w["end"] - w["start"] for w in alignment])
         durations = durations[durations.nonzero()]
         median_duration = min(0.7, float(np.median(durations) if len(durations) > 0 else 0.0))
@@ -518,15 +526,15 @@ class WhisperDecoder:
             segment_size = min(N_FRAMES, content_frames - seek)
             segment = pad_or_trim(features[:, seek:seek + segment_size])
             segment_duration = segment_size * HOP / SAMPLE_RATE
-            cross_kv = self.backend.encode(segment[None])
-            result = self.generate_with_fallback(cross_kv, list(self.tok.sot_sequence), temperatures)
+            cross = self.backend.encode(segment[None])
+            result = self.generate_with_fallback(cross, list(self.tok.sot_sequence), temperatures)
             if result.no_speech_prob > NO_SPEECH_THRESHOLD and not result.avg_logprob > LOG_PROB_THRESHOLD:
                 seek += segment_size
                 continue
             previous_seek = seek
             segments, seek, single_ending = self._split_segments(result.tokens, time_offset, segment_size,
                                                                  segment_duration, seek)
-            last_speech_timestamp = self.add_word_timestamps(segments, cross_kv, segment_size,
+            last_speech_timestamp = self.add_word_timestamps(segments, cross, segment_size,
                                                              last_speech_timestamp)
             if not single_ending:
                 last_word_end = _get_end(segments)
@@ -632,19 +640,18 @@ class OnnxWhisperEngine:
         if config.get("multilingual"):
             raise ModelError(f"{folder}: multilingual Whisper is not supported by the ONNX engine yet",
                              "use the CTranslate2 engine for multilingual models")
+        # "auto" stays on the CPU: not measured on a GPU yet (tiny.en spends its time in per-token calls)
         providers = ["CPUExecutionProvider"]
-        if device in ("cuda", "auto"):
+        if device == "cuda":
             import onnxruntime as ort
 
-            if "CUDAExecutionProvider" in ort.get_available_providers():
-                providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device != "cpu" else providers
-            elif device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise MmdeskError("--device cuda: onnxruntime has no CUDA provider", "use --device auto or cpu")
-        if device == "auto":
-            providers = ["CPUExecutionProvider"]  # tiny.en: the CPU is as fast as a GPU round trip per token
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         self.folder = folder
         self._name = name or f"{folder.name} (onnx)"
         self.multilingual = False
+        self.last_segments: list[dict] = []
         self.backend = OrtBackend(folder, threads=threads, providers=providers)
         self.decoder = WhisperDecoder(self.backend, WhisperTokenizer(folder / "tokenizer.json", config), config)
 
@@ -666,6 +673,7 @@ class OnnxWhisperEngine:
         """Transcribe 16 kHz mono float32 audio (up to 30 s) with word timestamps."""
         self.check_language(language)
         segments = self.decoder.transcribe(np.asarray(audio, dtype=np.float32))
+        self.last_segments = segments  # for inspection: temperature, avg_logprob, no_speech_prob per segment
         words = tuple(
             Word(float(w["start"]), max(float(w["end"]), float(w["start"])), w["word"].strip(),
                  float(w["probability"]))

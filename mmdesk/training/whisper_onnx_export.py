@@ -158,7 +158,8 @@ def _torch_modules() -> tuple[Any, Any]:
     from torch import nn
 
     class EncoderGraph(nn.Module):
-        """mel [1, 80, 3000] -> hidden [1, 1500, d], cross_kv [L, 2, 1, H, 1500, d/H]."""
+        """mel [1, 80, 3000] -> hidden [1, 1500, d], then per decoder layer i cross_k_i [1, H, dh, 1500]
+        (keys already transposed for q @ k) and cross_v_i [1, H, 1500, dh]."""
 
         def __init__(self, model: Any) -> None:
             super().__init__()
@@ -166,7 +167,7 @@ def _torch_modules() -> tuple[Any, Any]:
             self.dec_layers = model.model.decoder.layers
             self.heads = model.config.decoder_attention_heads
 
-        def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, ...]:
             e = self.enc
             x = nn.functional.gelu(e.conv1(mel))
             x = nn.functional.gelu(e.conv2(x)).permute(0, 2, 1)
@@ -176,46 +177,54 @@ def _torch_modules() -> tuple[Any, Any]:
                 x = x + _attend(layer.self_attn, h, h, self.heads, None)[0]
                 x = x + layer.fc2(nn.functional.gelu(layer.fc1(layer.final_layer_norm(x))))
             x = e.layer_norm(x)
-            kv = []
+            kv: list[torch.Tensor] = []
             for layer in self.dec_layers:
                 a = layer.encoder_attn
-                kv.append(torch.stack([_split(a.k_proj(x), self.heads), _split(a.v_proj(x), self.heads)]))
-            return x, torch.stack(kv)
+                kv += [_split(a.k_proj(x), self.heads).transpose(-1, -2), _split(a.v_proj(x), self.heads)]
+            return (x, *kv)
 
     class DecoderGraph(nn.Module):
-        """tokens [1, T], self_kv [L, 2, 1, H, P, dh], cross_kv -> logits, new_self_kv, alignment_qk."""
+        """tokens [1, T]; per layer self_k_i / self_v_i [1, H, P, dh] (the cache of the P tokens before, P may
+        be 0), then cross_k_i, cross_v_i -> logits [1, T, V], per layer new_self_k_i / new_self_v_i
+        [1, H, P + T, dh], alignment_qk [1, A, T, 1500]."""
 
         def __init__(self, model: Any, alignment_heads: list[tuple[int, int]]) -> None:
             super().__init__()
             self.dec = model.model.decoder
             self.heads = model.config.decoder_attention_heads
             self.alignment_heads = [tuple(h) for h in alignment_heads]
+            # one [d, vocab] table for both the token embedding (its columns) and the output projection, so
+            # that the graph holds it once and the quantizer sees a MatMul with a constant weight
+            self.proj = nn.Parameter(model.model.decoder.embed_tokens.weight.detach().t().contiguous())
 
-        def forward(self, tokens: torch.Tensor, self_kv: torch.Tensor, cross_kv: torch.Tensor):
+        def forward(self, tokens: torch.Tensor, *caches: torch.Tensor):
             d = self.dec
-            past = self_kv.shape[4]
+            n = len(d.layers)
+            self_kv, cross_kv = caches[: 2 * n], caches[2 * n:]
+            past = self_kv[0].shape[2]
             steps = tokens.shape[1]
+            x = self.proj.index_select(1, tokens[0]).t()[None] + d.embed_positions.weight.narrow(0, past, steps)
             positions = torch.arange(steps, device=tokens.device) + past
-            x = d.embed_tokens(tokens) + d.embed_positions.weight[positions]
             keys = torch.arange(past + steps, device=tokens.device)
             mask = torch.where(keys[None, :] > positions[:, None], float("-inf"), 0.0)
-            new_kv, qk = [], {}
+            new_kv: list[torch.Tensor] = []
+            qk = {}
             for i, layer in enumerate(d.layers):
                 h = layer.self_attn_layer_norm(x)
-                out, k, v = _attend(layer.self_attn, h, h, self.heads, mask, self_kv[i, 0], self_kv[i, 1])
-                new_kv.append(torch.stack([k, v]))
+                out, k, v = _attend(layer.self_attn, h, h, self.heads, mask, self_kv[2 * i], self_kv[2 * i + 1])
+                new_kv += [k, v]
                 x = x + out
                 h = layer.encoder_attn_layer_norm(x)
-                out, scores = _cross(layer.encoder_attn, h, cross_kv[i, 0], cross_kv[i, 1], self.heads)
+                out, scores = _cross(layer.encoder_attn, h, cross_kv[2 * i], cross_kv[2 * i + 1], self.heads)
                 for layer_i, head in self.alignment_heads:
                     if layer_i == i:
                         qk[(layer_i, head)] = scores[:, head]
                 x = x + out
                 x = x + layer.fc2(nn.functional.gelu(layer.fc1(layer.final_layer_norm(x))))
             x = d.layer_norm(x)
-            logits = x @ d.embed_tokens.weight.t()
+            logits = x @ self.proj
             alignment = torch.stack([qk[h] for h in self.alignment_heads], dim=1)
-            return logits, torch.stack(new_kv), alignment
+            return (logits, *new_kv, alignment)
 
     return EncoderGraph, DecoderGraph
 
@@ -240,11 +249,11 @@ def _attend(attn: Any, q_in: Any, kv_in: Any, heads: int, mask: Any, past_k: Any
     return attn.out_proj(out.transpose(1, 2).reshape(b, t, -1)), k, v
 
 
-def _cross(attn: Any, h: Any, k: Any, v: Any, heads: int):
+def _cross(attn: Any, h: Any, k_t: Any, v: Any, heads: int):
     import torch
 
     q = _split(attn.q_proj(h), heads) * (h.shape[-1] // heads) ** -0.5
-    scores = q @ k.transpose(-1, -2)
+    scores = q @ k_t
     out = torch.softmax(scores, dim=-1) @ v
     b, _, t, _ = out.shape
     return attn.out_proj(out.transpose(1, 2).reshape(b, t, -1)), scores
@@ -262,27 +271,37 @@ def graphs(folder: Path) -> tuple[Any, Any, dict[str, Any]]:
     return enc_cls(model).eval(), dec_cls(model, cfg["alignment_heads"]).eval(), cfg
 
 
+def io_names(layers: int) -> dict[str, list[str]]:
+    """Input and output names of the two graphs."""
+    cross = [f"cross_{kv}_{i}" for i in range(layers) for kv in ("k", "v")]
+    self_in = [f"self_{kv}_{i}" for i in range(layers) for kv in ("k", "v")]
+    return {"encoder_in": ["mel"], "encoder_out": ["hidden", *cross],
+            "decoder_in": ["tokens", *self_in, *cross],
+            "decoder_out": ["logits", *("new_" + n for n in self_in), "alignment_qk"]}
+
+
 def export_float(folder: Path, out: Path) -> None:
     """``encoder.onnx`` and ``decoder.onnx`` (float32) in ``out`` with the dynamo exporter."""
     import torch
 
     encoder, decoder, _ = graphs(folder)
     out.mkdir(parents=True, exist_ok=True)
+    layers = len(decoder.dec.layers)
+    names = io_names(layers)
     mel = torch.zeros(1, encoder.enc.conv1.in_channels, N_FRAMES)
     with torch.no_grad():
-        _, cross_kv = encoder(mel)
-        prog = torch.onnx.export(encoder, (mel,), dynamo=True, input_names=["mel"],
-                                 output_names=["hidden", "cross_kv"], optimize=True, external_data=False)
+        cross = encoder(mel)[1:]
+        prog = torch.onnx.export(encoder, (mel,), dynamo=True, input_names=names["encoder_in"],
+                                 output_names=names["encoder_out"], optimize=True, external_data=False)
         prog.save(str(out / ENCODER_FILE), external_data=False)
-        layers, _, _, heads, _, dh = cross_kv.shape
+        _, heads, _, dh = cross[1].shape
         tokens = torch.tensor([[50257, 50363, 440]], dtype=torch.int64)
-        self_kv = torch.zeros(layers, 2, 1, heads, 5, dh)
-        steps, past = torch.export.Dim("steps", min=1, max=448), torch.export.Dim("past", min=0, max=447)
+        past = [torch.zeros(1, heads, 5, dh) for _ in range(2 * layers)]
+        steps, p = torch.export.Dim("steps", min=1, max=448), torch.export.Dim("past", min=0, max=447)
+        dynamic = ({1: steps}, (*({2: p} for _ in past), *(None for _ in cross)))
         prog = torch.onnx.export(
-            decoder, (tokens, self_kv, cross_kv), dynamo=True,
-            input_names=["tokens", "self_kv", "cross_kv"], output_names=["logits", "new_self_kv", "alignment_qk"],
-            dynamic_shapes={"tokens": {1: steps}, "self_kv": {4: past}, "cross_kv": None},
-            optimize=True, external_data=False)
+            decoder, (tokens, *past, *cross), dynamo=True, input_names=names["decoder_in"],
+            output_names=names["decoder_out"], dynamic_shapes=dynamic, optimize=True, external_data=False)
         prog.save(str(out / DECODER_FILE), external_data=False)
 
 
@@ -295,11 +314,13 @@ def quantize_int8(src: Path, dst: Path) -> None:
 
 
 def share_embedding(path: Path) -> None:
-    """Drop the decoder's float token-embedding table: gather the rows from the (int8) output projection.
+    """Let the decoder's token embedding read the int8 output projection instead of a float table.
 
-    The tied 51,864 x 384 matrix is the largest tensor; the logits MatMul holds it (transposed, int8 after
-    :func:`quantize_int8`), the embedding Gather a float copy. This rewrites the Gather to take columns of
-    the projection's int8 weight and scale them back, so one int8 copy remains."""
+    The tied 51,864 x 384 matrix is the largest tensor. The exported graph holds it once, as the
+    [d, vocab] weight of the logits MatMul whose columns the embedding Gather takes; after
+    :func:`quantize_int8` the MatMul reads an int8 copy (``<name>_quantized``, one scale per column) while the
+    Gather still reads the float table. This rewrites the Gather to take int8 columns and scale them, and
+    drops the float table."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -307,42 +328,37 @@ def share_embedding(path: Path) -> None:
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     gathers = [n for n in g.node if n.op_type == "Gather" and n.input[0] in inits
-               and len(inits[n.input[0]].dims) == 2 and inits[n.input[0]].dims[0] > 50000]
+               and len(inits[n.input[0]].dims) == 2 and inits[n.input[0]].dims[1] > 50000]
     if len(gathers) != 1:
-        raise ValueError(f"expected one embedding Gather, found {len(gathers)}")
+        raise ValueError(f"expected one embedding Gather on the [d, vocab] table, found {len(gathers)}")
     gather = gathers[0]
     table = inits[gather.input[0]]
-    vocab, width = table.dims
-    # the quantized projection: an int8 initializer [width, vocab] with a per-column scale [vocab]
-    qw = [i for i in g.initializer if list(i.dims) == [width, vocab] and i.data_type == onnx.TensorProto.INT8]
-    if len(qw) != 1:
-        raise ValueError("no int8 output projection found (run quantize_int8 first)")
-    qname = qw[0].name
-    deq = [n for n in g.node if n.op_type == "DynamicQuantizeMatMul" and n.input[1] == qname]
-    if not deq:
-        deq = [n for n in g.node if qname in n.input]
-    scale_name = deq[0].input[2]
-    scale = numpy_helper.to_array(inits[scale_name])
-    if scale.shape != (vocab,):
-        raise ValueError(f"projection scale shape {scale.shape}")
-    zp_name = deq[0].input[3] if len(deq[0].input) > 3 and deq[0].input[3] else ""
-    if zp_name and numpy_helper.to_array(inits[zp_name]).any():
-        raise ValueError("projection has a non-zero zero point")
+    width, vocab = table.dims
+    qname, sname, zname = (table.name + suffix for suffix in ("_quantized", "_scale", "_zero_point"))
+    if qname not in inits or inits[qname].data_type != onnx.TensorProto.INT8:
+        raise ValueError(f"no int8 {qname} (run quantize_int8 first)")
+    scale = numpy_helper.to_array(inits[sname])
+    if scale.shape != (vocab,) or (zname in inits and numpy_helper.to_array(inits[zname]).any()):
+        raise ValueError(f"{sname}: shape {scale.shape}, or a non-zero zero point")
+    axis = next((a.i for a in gather.attribute if a.name == "axis"), 0)
+    if axis != 1:
+        raise ValueError(f"the embedding Gather takes axis {axis}, not the table's columns")
     ids, out = gather.input[1], gather.output[0]
-    pre = out + "__shared"
+    pre = out + "__int8"
     nodes = [
-        helper.make_node("Gather", [qname, ids], [pre + "_q"], axis=1),  # [width, 1, T]
+        helper.make_node("Gather", [qname, ids], [pre + "_q"], axis=1),
         helper.make_node("Cast", [pre + "_q"], [pre + "_f"], to=onnx.TensorProto.FLOAT),
-        helper.make_node("Gather", [scale_name, ids], [pre + "_s"], axis=0),  # [1, T]
-        helper.make_node("Mul", [pre + "_f", pre + "_s"], [pre + "_m"]),  # [width, 1, T]
-        helper.make_node("Transpose", [pre + "_m"], [out], perm=[1, 2, 0]),  # [1, T, width]
+        helper.make_node("Gather", [sname, ids], [pre + "_s"], axis=0),
+        helper.make_node("Mul", [pre + "_f", pre + "_s"], [out]),
     ]
     index = list(g.node).index(gather)
     g.node.remove(gather)
     for k, node in enumerate(nodes):
         g.node.insert(index + k, node)
-    if not any(table.name in n.input for n in g.node):
-        g.initializer.remove(table)
+    if any(table.name in n.input for n in g.node):
+        raise ValueError(f"{table.name} is still read by another node")
+    g.initializer.remove(table)
+    onnx.checker.check_model(model)
     onnx.save(model, str(path))
 
 
@@ -385,6 +401,133 @@ def build_onnx_whisper(source: Path, out: Path, *, int8: bool = True) -> Path:
         quantize_int8(float_dir / DECODER_FILE, out / DECODER_FILE)
         share_embedding(out / DECODER_FILE)
     return out
+
+
+# ------------------------------------------------------------------------------------------ parity check
+def parity_corpus(assets: Path, pack_dir: Path, *, emodb: int = 20) -> list[tuple[str, np.ndarray]]:
+    """Real speech from ``../shared/assets``, as the engine gets it: the three read-speech recordings cut
+    into utterances by mmdesk's VAD segmenter, the 60 RAVDESS actor-05 clips (English, acted) whole, and
+    ``emodb`` EmoDB clips (German: speech the English-only model does not know, where the fallback and
+    no-speech paths run)."""
+    from mmdesk.asr.segmenter import SpeechSegmenter
+    from mmdesk.core.types import AUDIO_RATE, AudioChunk
+    from mmdesk.inference.manifest import load_manifest
+    from mmdesk.perception.vad import SileroVad
+    from mmdesk.perception.voice_features import load_audio
+
+    items: list[tuple[str, np.ndarray]] = []
+    manifest = load_manifest(pack_dir)
+    for wav in sorted((assets / "media").glob("*.wav")):
+        audio = load_audio(wav)
+        seg = SpeechSegmenter(SileroVad(manifest))
+        segments = []
+        for i in range(0, len(audio), AUDIO_RATE // 2):
+            segments += seg.feed(AudioChunk(i / AUDIO_RATE, audio[i:i + AUDIO_RATE // 2]))
+        segments += seg.flush()
+        items += [(f"media/{wav.stem}#{k}", s.samples) for k, s in enumerate(segments)]
+    items += [(f"ravdess/{w.stem}", load_audio(w)) for w in sorted((assets / "voice/ravdess_actor05").glob("*.wav"))]
+    items += [(f"emodb/{w.stem}", load_audio(w)) for w in sorted((assets / "voice/emodb/wav").glob("*.wav"))[:emodb]]
+    return items
+
+
+def _norm(words: list[str]) -> list[str]:
+    return [t for w in words if (t := re.sub(r"[^\w']", "", w.lower()))]
+
+
+def compare(reference: list[Any], candidate: list[Any]) -> dict[str, Any]:
+    """Two word lists (``mmdesk.asr.types.Word``): exact and normalised equality, WER of the candidate
+    against the reference (normalised words), and the start/end differences of matched words."""
+    import difflib
+
+    import jiwer
+
+    ref, hyp = _norm([w.text for w in reference]), _norm([w.text for w in candidate])
+    if ref:
+        wer = jiwer.wer(" ".join(ref), " ".join(hyp)) if hyp else 1.0
+        errors = round(wer * len(ref))
+    else:
+        errors = len(hyp)
+    ref_keep = [w for w in reference if _norm([w.text])]
+    hyp_keep = [w for w in candidate if _norm([w.text])]
+    ds: list[tuple[float, float]] = []
+    sm = difflib.SequenceMatcher(a=ref, b=hyp, autojunk=False)
+    for block in sm.get_matching_blocks():
+        for k in range(block.size):
+            r, h = ref_keep[block.a + k], hyp_keep[block.b + k]
+            ds.append((abs(r.start - h.start), abs(r.end - h.end)))
+    return {"exact": [w.text for w in reference] == [w.text for w in candidate], "same_words": ref == hyp,
+            "ref_words": len(ref), "errors": errors, "time_diffs": ds,
+            "prob_diffs": [abs(r.probability - h.probability) for r, h in zip(reference, candidate)
+                           if _norm([r.text]) == _norm([h.text])] if ref == hyp else []}
+
+
+def _summary(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    starts = np.array([d[0] for r in rs for d in r["time_diffs"]])
+    ends = np.array([d[1] for r in rs for d in r["time_diffs"]])
+    probs = np.array([p for r in rs for p in r["prob_diffs"]])
+    ref_words = sum(r["ref_words"] for r in rs)
+
+    def stat(x: np.ndarray, f: Any) -> float | None:
+        return round(float(f(x)), 4) if len(x) else None
+
+    return {
+        "items": len(rs),
+        "exact_rate": float(np.mean([r["exact"] for r in rs])),
+        "same_words_rate": float(np.mean([r["same_words"] for r in rs])),
+        "wer_vs_faster_whisper": sum(r["errors"] for r in rs) / max(ref_words, 1),
+        "ref_words": ref_words, "matched_words": int(len(starts)),
+        "start_diff_median": stat(starts, np.median), "start_diff_p95": stat(starts, lambda x: np.percentile(x, 95)),
+        "end_diff_median": stat(ends, np.median), "end_diff_p95": stat(ends, lambda x: np.percentile(x, 95)),
+        "max_time_diff": stat(np.concatenate([starts, ends]), np.max),
+        "prob_diff_median": stat(probs, np.median), "prob_diff_max": stat(probs, np.max),
+        "median_s": float(np.median([r["seconds"] for r in rs])),
+        "fallback_items": sum(r["temperature"] > 0 for r in rs),
+    }
+
+
+def measure_parity(onnx_dirs: dict[str, Path], ct2_dir: Path, items: list[tuple[str, np.ndarray]], *,
+                   threads: int = 1) -> dict[str, Any]:
+    """Decode every item with faster-whisper (``WhisperEngine``, int8) and with each ONNX folder
+    (``OnnxWhisperEngine``), interleaved so that machine load hits all alike; per ONNX folder: the share of
+    items with the same words (exact spelling / normalised), the WER against faster-whisper, matched word
+    start/end differences (median, 95th percentile, max), median decode seconds."""
+    import time
+
+    from mmdesk.asr.engine import ModelChoice, WhisperEngine
+    from mmdesk.asr.onnx_whisper import OnnxWhisperEngine
+
+    ref_engine = WhisperEngine(ModelChoice(str(ct2_dir), "ct2"), device="cpu", threads=threads)
+    engines = {k: OnnxWhisperEngine(v, device="cpu", threads=threads) for k, v in onnx_dirs.items()}
+    warm = items[0][1]
+    ref_engine.decode(warm, "en")
+    for e in engines.values():
+        e.decode(warm, "en")
+    rows: dict[str, list[dict[str, Any]]] = {k: [] for k in engines}
+    ref_seconds: list[float] = []
+    for name, audio in items:
+        t = time.perf_counter()
+        ref = ref_engine.decode(audio, "en").words
+        ref_seconds.append(time.perf_counter() - t)
+        for k, e in engines.items():
+            t = time.perf_counter()
+            hyp = e.decode(audio, "en").words
+            row = compare(list(ref), list(hyp))
+            row.update(name=name, seconds=time.perf_counter() - t, ref=" ".join(w.text for w in ref),
+                       hyp=" ".join(w.text for w in hyp),
+                       temperature=max((s["temperature"] for s in e.last_segments), default=0.0))
+            rows[k].append(row)
+    report: dict[str, Any] = {"items": len(items), "faster_whisper_median_s": float(np.median(ref_seconds)),
+                              "faster_whisper_english_median_s": float(np.median(
+                                  [s for (n, _), s in zip(items, ref_seconds) if not n.startswith("emodb/")])),
+                              "audio_median_s": float(np.median([len(a) / 16000 for _, a in items]))}
+    for k, rs in rows.items():
+        report[k] = {"all": _summary(rs)}
+        for group in sorted({r["name"].split("/")[0] for r in rs}):
+            report[k][group] = _summary([r for r in rs if r["name"].startswith(group + "/")])
+        report[k]["english"] = _summary([r for r in rs if not r["name"].startswith("emodb/")])
+        report[k]["greedy_only"] = _summary([r for r in rs if r["temperature"] == 0])
+        report[k]["rows"] = [{k2: v for k2, v in r.items() if k2 not in ("time_diffs", "prob_diffs")} for r in rs]
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
