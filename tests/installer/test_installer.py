@@ -88,10 +88,11 @@ def _run_app(installed: Path, args: list[str], tmp_path: Path) -> subprocess.Com
 
 def test_build_report_size_and_archives(build: dict) -> None:
     # The target (400 MB with the models) is not met: docs/benchmarks.md, "Desktop installer", says what
-    # the bundle is made of. This bound on the runtime part (the model pack grows with the project's models)
-    # catches regressions, e.g. librosa's numba + llvmlite + scipy (250 MB), OpenCV (160 MB) or torch coming back.
+    # the bundle is made of. This bound on the runtime part (431 MB on 2026-12-04; the model pack grows with the
+    # project's models) catches regressions, e.g. librosa's numba + llvmlite + scipy (250 MB), OpenCV (160 MB),
+    # torch, or PyAV's encoder libraries (40 MB) coming back.
     runtime = build["bundle_bytes"] - build["models_bytes"]
-    assert runtime <= 550 * 10**6, f"the bundle without its models is {runtime / 1e6:.0f} MB"
+    assert runtime <= 460 * 10**6, f"the bundle without its models is {runtime / 1e6:.0f} MB"
     assert build["models_bytes"] > 50 * 10**6  # the real pack, not a placeholder
     with tarfile.open(build["outputs"]["tar"]["path"]) as tar:
         names = set(tar.getnames())
