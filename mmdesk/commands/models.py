@@ -109,18 +109,21 @@ def _rows(manifest) -> list[dict[str, Any]]:
 
     rows = []
     for role, e in sorted(manifest.entries.items()):
-        path = manifest.directory / e.file
-        exists = path.exists()
+        files = {e.file: e.sha256, **e.data}
+        paths = {name: manifest.directory / name for name in files}
+        exists = all(p.exists() for p in paths.values())
         rows.append(
             {
                 "role": role,
                 "file": e.file,
-                "size": path_size(path) if exists else None,
+                "size": path_size(paths[e.file]) if paths[e.file].exists() else None,
+                # shared weight files it reads (their size is not in "size": several roles read one)
+                "data": {name: path_size(paths[name]) if paths[name].exists() else None for name in e.data},
                 "sha256": e.sha256,
                 "license": e.license,
                 "source": describe(e.source) if e.source else "",
                 "format": e.format,
-                "verified": exists and sha256_path(path) == e.sha256,
+                "verified": exists and all(sha256_path(paths[n]) == sha for n, sha in files.items()),
                 "missing": not exists,
             }
         )
@@ -154,6 +157,14 @@ def _list(args: argparse.Namespace) -> int:
     print(f"model pack {manifest.directory}{date}")
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    readers: dict[str, list[str]] = {}
+    sizes: dict[str, int | None] = {}
+    for r in rows:
+        for name, size in r["data"].items():
+            readers.setdefault(name, []).append(r["role"])
+            sizes[name] = size
+    for name, roles in readers.items():
+        print(f"shared weights {name} ({_size(sizes[name])}), read by {', '.join(roles)}")
     return 0
 
 

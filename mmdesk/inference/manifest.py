@@ -48,6 +48,9 @@ class ModelEntry:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     build: str = "copy"  # how the file was produced from the source
     description: str = ""
+    # external weight files the ONNX file reads (relative to the pack), name -> sha256; several roles can
+    # share one (the MiniLM trunk of text_encoder, text_emotion and sarcasm: mmdesk.modelpack.shared_weights)
+    data: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelEntry:
@@ -65,6 +68,7 @@ class ModelEntry:
             preprocessing=dict(d.get("preprocessing", {})),
             build=d.get("build", "copy"),
             description=d.get("description", ""),
+            data=dict(d.get("data", {})),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,6 +76,8 @@ class ModelEntry:
         d["inputs"] = [t.to_dict() for t in self.inputs]
         d["outputs"] = [t.to_dict() for t in self.outputs]
         d["labels"] = list(self.labels)
+        if not self.data:  # manifests of packs without shared weights stay as they were
+            del d["data"]
         return d
 
 
@@ -154,21 +160,26 @@ def load_manifest(directory: Path) -> Manifest:
 
 
 def verify_file(manifest: Manifest, role: str) -> Path:
-    """The entry's file (or folder) path once its sha256 matches the manifest; ModelError naming it if not."""
+    """The entry's file (or folder) path once its sha256, and that of every weight file it reads, match the
+    manifest; ModelError naming the file if not."""
     entry = manifest.entry(role)
     path = manifest.directory / entry.file
+    _verify_one(path, entry.sha256, role)
+    for name, sha in entry.data.items():
+        _verify_one(manifest.directory / name, sha, f"weights of {role}")
+    return path
+
+
+def _verify_one(path: Path, expected: str, what: str) -> None:
     if not path.exists():
-        raise ModelError(
-            f"model file {path} ({role}) is missing", "rebuild the pack with `mmdesk models build`"
-        )
+        raise ModelError(f"model file {path} ({what}) is missing", "rebuild the pack with `mmdesk models build`")
     actual = sha256_path(path)
-    if actual != entry.sha256:
+    if actual != expected:
         raise ModelError(
-            f"model file {path} ({role}) does not match the manifest: sha256 {actual[:12]}… "
-            f"instead of {entry.sha256[:12]}… (tampered with or corrupted)",
+            f"model file {path} ({what}) does not match the manifest: sha256 {actual[:12]}… "
+            f"instead of {expected[:12]}… (tampered with or corrupted)",
             "rebuild the pack with `mmdesk models build` or restore the file",
         )
-    return path
 
 
 def check_io(entry: ModelEntry, path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:

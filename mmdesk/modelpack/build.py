@@ -40,6 +40,7 @@ from mmdesk.inference.manifest import (
     TensorSpec,
     check_io,
     load_manifest,
+    sha256_file,
     sha256_path,
 )
 from mmdesk.modelpack.recipes import DEFAULT_RECIPES, RETIRED_ROLES, Recipe
@@ -260,7 +261,36 @@ def _fingerprint(recipe: Recipe, resolved: Resolved | None) -> str:
     return recipe.fingerprint(extra)
 
 
-def _stage_role(recipe: Recipe, ctx: FetchContext, work: Path, files: Path, resolved: Resolved | None) -> ModelEntry:
+def _share(recipe: Recipe, out: Path, files: Path, donor: tuple[ModelEntry, Path] | None) -> dict[str, str]:
+    """Weights kept once (:mod:`mmdesk.modelpack.shared_weights`): the owner's go into a weights file staged next
+    to its graph; a reader's common tensors point at the owner's file. Returns the entry's ``data``."""
+    from mmdesk.modelpack import shared_weights
+
+    if recipe.shares_weights:
+        with _step_errors(f"moving the weights of {recipe.role} into a shared file"):
+            weights = shared_weights.externalize(out, Path(recipe.file).stem)
+        return {weights.name: sha256_file(weights)}
+    if donor is None or not donor[0].data:
+        raise ModelError(f"{recipe.role} reads the weights of {recipe.weights_from}, which the pack does not have "
+                         "in a shared weights file", f"build {recipe.weights_from} too (`mmdesk models build`)")
+    entry, where = donor
+    for name in entry.data:  # onnxruntime reads them next to the graph: the staged one is checked below
+        if not (files / name).exists():
+            _link_or_copy(where / name, files / name)
+    with _step_errors(f"pointing {recipe.role} at the weights of {recipe.weights_from}"):
+        name, _ = shared_weights.link(out, where / entry.file)
+    return {name: entry.data[name]}
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or no hard links there
+        shutil.copyfile(src, dst)
+
+
+def _stage_role(recipe: Recipe, ctx: FetchContext, work: Path, files: Path, resolved: Resolved | None,
+                donor: tuple[ModelEntry, Path] | None = None) -> ModelEntry:
     if resolved is None:
         resolved = resolve_any(recipe.sources, ctx, work, recipe.role)
     out = files / recipe.file
@@ -281,6 +311,7 @@ def _stage_role(recipe: Recipe, ctx: FetchContext, work: Path, files: Path, reso
     else:
         ctx.log(f"  {recipe.build} from {resolved.path.name}")
         _export(recipe, resolved.path, out)
+    data = _share(recipe, out, files, donor) if recipe.shares_weights or recipe.weights_from else {}
     sha = sha256_path(out)
     if recipe.sha256 and sha != recipe.sha256:
         hint = "fix the recipe"
@@ -320,21 +351,24 @@ def _stage_role(recipe: Recipe, ctx: FetchContext, work: Path, files: Path, reso
         preprocessing=preprocessing,
         build=recipe.build,
         description=recipe.description,
+        data=data,
     )
 
 
-def _up_to_date(old: ModelEntry | None, recipe: Recipe, pack_dir: Path, fingerprint: str) -> bool:
+def _up_to_date(old: ModelEntry | None, recipe: Recipe, pack_dir: Path, fingerprint: str,
+                donor: ModelEntry | None) -> bool:
     if old is None or old.file != recipe.file or old.source.get("recipe") != fingerprint:
         return False
-    path = pack_dir / old.file
-    return path.exists() and sha256_path(path) == old.sha256
+    if recipe.weights_from and (donor is None or old.data != donor.data):  # the owner has new weights
+        return False
+    return _still_valid(old, pack_dir)
 
 
 def _still_valid(old: ModelEntry | None, pack_dir: Path) -> bool:
     if old is None:
         return False
-    path = pack_dir / old.file
-    return path.exists() and sha256_path(path) == old.sha256
+    files = {old.file: old.sha256, **old.data}
+    return all((pack_dir / name).exists() and sha256_path(pack_dir / name) == sha for name, sha in files.items())
 
 
 def _move(src: Path, dst: Path) -> None:
@@ -410,13 +444,18 @@ def build_pack(
                 resolved = None
                 if recipe.is_project:  # cheap, and its sidecar is part of the fingerprint
                     resolved = resolve_any(recipe.sources, ctx, work, recipe.role)
-                if not force and _up_to_date(prev, recipe, pack_dir, _fingerprint(recipe, resolved)):
+                donor = None
+                if recipe.weights_from and recipe.weights_from in entries:
+                    where = files if recipe.weights_from in result.built else pack_dir
+                    donor = (entries[recipe.weights_from], where)
+                if not force and _up_to_date(prev, recipe, pack_dir, _fingerprint(recipe, resolved),
+                                             donor[0] if donor else None):
                     log(f"  up to date ({recipe.file} {prev.sha256[:12]})")
                     result.skipped.append(recipe.role)
                     continue
                 role_work = work / recipe.role
                 role_work.mkdir()
-                entry = _stage_role(recipe, ctx, role_work, files, resolved)
+                entry = _stage_role(recipe, ctx, role_work, files, resolved, donor)
                 shutil.rmtree(role_work, ignore_errors=True)  # extracted wheel members can be large
             except MmdeskError as exc:
                 result.failures[recipe.role] = exc
@@ -429,6 +468,8 @@ def build_pack(
                 continue
             entries[recipe.role] = entry
             staged.append(entry.file)
+            if recipe.shares_weights:
+                staged += list(entry.data)
             result.built.append(recipe.role)
             log(f"  built {entry.file} ({path_size(files / entry.file):,} bytes, sha256 {entry.sha256[:12]})")
 
@@ -473,12 +514,12 @@ def build_pack(
             (pack_dir / "cards").mkdir(exist_ok=True)
             for name in staged_cards:
                 _move(cards / name, pack_dir / "cards" / name)
-        in_use = {e.file for e in entries.values()}
-        for role, e in old_entries.items():
-            if e.file not in in_use and (pack_dir / e.file).is_dir():
-                shutil.rmtree(pack_dir / e.file)
-            elif e.file not in in_use and (pack_dir / e.file).is_file():
-                (pack_dir / e.file).unlink()
+        in_use = {e.file for e in entries.values()} | {name for e in entries.values() for name in e.data}
+        for name in {n for e in old_entries.values() for n in (e.file, *e.data)} - in_use:
+            if (pack_dir / name).is_dir():
+                shutil.rmtree(pack_dir / name)
+            elif (pack_dir / name).is_file():
+                (pack_dir / name).unlink()
         new = Manifest(directory=pack_dir, entries=entries, built=build_info())
         new.write()
         result.manifest = new

