@@ -73,6 +73,7 @@ def _open_container(device: int | str, width: int | None, height: int | None, fp
 
     timeout = STREAM_TIMEOUT_MS / 1000
     if _is_stream(device):
+        _check_tls(str(device))
         target, fmt, options = str(device), None, {}
     else:
         wanted = {}
@@ -90,6 +91,19 @@ def _open_container(device: int | str, width: int | None, height: int | None, fp
         container.close()
         raise DeviceError(f"camera {device} has no video", "pick a video device or a video stream URL")
     return container
+
+
+#: URL schemes FFmpeg opens through its TLS library
+TLS_SCHEMES = ("https://", "tls://", "rtmps://", "srtp://")
+
+
+def _check_tls(url: str) -> None:
+    """The desktop bundle's FFmpeg has a stub in place of its TLS library (build_installer.py leaves GnuTLS
+    out: mmdesk only decodes); say so instead of the generic "cannot open"."""
+    if getattr(sys, "frozen", False) and url.lower().startswith(TLS_SCHEMES):
+        raise DeviceError(f"cannot open camera stream {url}: the mmdesk desktop bundle has no TLS support "
+                          "for camera streams (left out to keep the installer small)",
+                          "use the camera's http:// or rtsp:// address, or run mmdesk from a pip install")
 
 
 def _no_camera(device: int | str) -> DeviceError:

@@ -32,6 +32,15 @@ def test_unreachable_stream_is_a_device_error(mjpeg_server) -> None:
         CameraSource(server.url).open()
 
 
+def test_https_stream_in_the_bundle_says_why(monkeypatch) -> None:
+    """The desktop bundle has no TLS library for FFmpeg (a stub): the user is told that, not "check the URL"."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    src = CameraSource("https://127.0.0.1:9/cam.mjpg")
+    with pytest.raises(DeviceError, match="desktop bundle has no TLS support") as exc:
+        src.open()
+    assert "http:// or rtsp://" in exc.value.hint
+
+
 def test_list_cameras_never_raises() -> None:
     cams = list_cameras()
     assert isinstance(cams, list)
