@@ -9,7 +9,9 @@
    that environment.
 3. A one-folder PyInstaller bundle (packaging/mmdesk.spec) with the pack in ``models/`` next to the
    executable, the resources and LICENSES.txt (bundled models and Python packages with their licences).
-   PyAV's encoder and TLS libraries are replaced by stubs built with gcc (packaging/ffmpeg_stubs.py).
+   PyAV's encoder and TLS libraries are replaced by stubs built with gcc (packaging/ffmpeg_stubs.py), and
+   Qt's ICU data library by a smaller one without other locales' names, code pages and dictionaries
+   (packaging/icu_data.py).
 4. Linux outputs: ``mmdesk-VERSION-linux-x86_64.tar.gz`` and ``mmdesk_VERSION_amd64.deb`` (/opt/mmdesk,
    /usr/bin/mmdesk, desktop entry, icon). Windows and macOS are described in TARGETS but not built here.
 
@@ -38,6 +40,7 @@ ROOT = Path(__file__).resolve().parent
 PACKAGING = ROOT / "packaging"
 sys.path.insert(0, str(PACKAGING))
 import ffmpeg_stubs  # packaging/ffmpeg_stubs.py (standard library only, like this script)
+import icu_data  # packaging/icu_data.py (likewise)
 
 SIZE_TARGET_MB = 400
 # Build-time only: what PyInstaller needs. Pinned so a cached environment stays reproducible.
@@ -298,7 +301,10 @@ def licences_text(version: str, manifest: dict, dists: list[list[str]], bundled:
         if name.lower() in bundled:
             lines.append(f"- {name} {ver}: {lic}")
     lines += ["", "Python itself: PSF License. Qt (PySide6) is used under the LGPL-3.0: its libraries are the",
-              "unmodified shared libraries in _internal/PySide6 and can be replaced by the user.", "",
+              "unmodified shared libraries in _internal/PySide6 and can be replaced by the user. One exception,",
+              "not under the LGPL: ICU's data library (libicudata, Unicode licence) holds a subset of Qt's ICU",
+              "data (English and root locale names and collation; no code-page converters, word dictionaries or",
+              "transliterators), made by mmdesk's installer; Qt's original file can be put in its place.", "",
               "Not included: these libraries of PyAV's FFmpeg are stubs built by mmdesk's installer that fail every",
               "call (mmdesk only decodes and never opens TLS): " + ", ".join(sorted(stubbed)) + ".", ""]
     return "\n".join(lines)
@@ -354,6 +360,20 @@ def stub_unused_ffmpeg_libraries(bundle: Path, work: Path) -> dict[str, dict[str
         log(f"removed {path} (only the replaced libraries needed it): {size / 1e6:.2f} MB")
     log(f"stub libraries saved {mb(sum(replaced.values()) + sum(removed.values()))} in all")
     return {"replaced": replaced, "removed": removed}
+
+
+def slim_icu_data(bundle: Path, work: Path) -> dict[str, int]:
+    """Qt's ICU data library without what Qt never asks mmdesk's ICU for (packaging/icu_data.py)."""
+    libs = sorted(p for p in bundle.rglob("libicudata.so.*") if not p.is_symlink())
+    if len(libs) != 1:
+        raise BuildError(f"expected one ICU data library in the bundle, found {len(libs)}", "update packaging/icu_data.py")
+    try:
+        saved, kept, dropped = icu_data.slim_library(libs[0], work / "icu")
+    except (icu_data.IcuDataError, subprocess.CalledProcessError) as exc:
+        raise BuildError(f"making the smaller ICU data library failed: {exc}") from None
+    log(f"ICU data: kept {kept} items, left out {dropped} (other locales' names and collations, code pages, "
+        f"word dictionaries, transliterators): {saved / 1e6:.1f} MB saved")
+    return {"saved": saved, "kept": kept, "dropped": dropped}
 
 
 def remove_dangling_links(bundle: Path) -> None:
@@ -491,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     saved = strip_debug_info(bundle, work)
     log(f"removed {mb(saved)} of debug information")
     stubs = stub_unused_ffmpeg_libraries(bundle, work)
+    icu = slim_icu_data(bundle, work)
     remove_dangling_links(bundle)
     shutil.copytree(pack, bundle / "models")
     bundled = set((work / "pyinstaller" / "mmdesk" / "bundled_distributions.txt").read_text().split())
@@ -513,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {"version": version, "target": args.target, "onnxruntime": args.onnxruntime,
               "bundle": str(bundle), "bundle_bytes": size, "models_bytes": dir_size(bundle / "models"),
-              "size_target_bytes": SIZE_TARGET_MB * 10**6, "outputs": outputs, "stubs": stubs,
+              "size_target_bytes": SIZE_TARGET_MB * 10**6, "outputs": outputs, "stubs": stubs, "icu": icu,
               "seconds": {k: round(v, 1) for k, v in times.items()}, "cpus": os.cpu_count()}
     (dist / f"mmdesk-{version}-{plat}.build.json").write_text(json.dumps(report, indent=2) + "\n")
     log(f"bundle {bundle}: {mb(size)} unpacked (models {mb(report['models_bytes'])}; "
