@@ -96,7 +96,10 @@ def export_onnx(model_dir: Path, out_path: Path) -> None:
 
     from torch.export import Dim
 
-    from mmdesk.training.onnx_export import export_single_file, with_int8_embedding_table
+    from mmdesk.training.onnx_export import (
+        export_single_file,
+        with_int8_embedding_table,
+    )
 
     encoder = load_torch_encoder(Path(model_dir))
     # Example of batch 2 x seq 8 with one padded row: sizes 0/1 would get specialised by torch.export.

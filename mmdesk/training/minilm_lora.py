@@ -218,7 +218,10 @@ def export_onnx(source: Path, out: Path) -> None:
 
     from torch.export import Dim
 
-    from mmdesk.training.onnx_export import export_single_file, with_int8_embedding_table
+    from mmdesk.training.onnx_export import (
+        export_single_file,
+        with_int8_embedding_table,
+    )
 
     model, meta = load_finetuned(Path(source), merge=False)
     ids = torch.tensor([[101, 7592, 1010, 2088, 999, 2129, 2024, 102], [101, 2307, 2833, 1012, 102, 0, 0, 0]])
