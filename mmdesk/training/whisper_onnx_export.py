@@ -404,7 +404,7 @@ def build_onnx_whisper(source: Path, out: Path, *, int8: bool = True) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ parity check
-def parity_corpus(assets: Path, pack_dir: Path, *, emodb: int = 20) -> list[tuple[str, np.ndarray]]:
+def parity_corpus(assets: Path, pack_dir: Path, *, ravdess: bool = True, emodb: int = 20) -> list[tuple[str, np.ndarray]]:
     """Real speech from ``../shared/assets``, as the engine gets it: the three read-speech recordings cut
     into utterances by mmdesk's VAD segmenter, the 60 RAVDESS actor-05 clips (English, acted) whole, and
     ``emodb`` EmoDB clips (German: speech the English-only model does not know, where the fallback and
@@ -425,7 +425,9 @@ def parity_corpus(assets: Path, pack_dir: Path, *, emodb: int = 20) -> list[tupl
             segments += seg.feed(AudioChunk(i / AUDIO_RATE, audio[i:i + AUDIO_RATE // 2]))
         segments += seg.flush()
         items += [(f"media/{wav.stem}#{k}", s.samples) for k, s in enumerate(segments)]
-    items += [(f"ravdess/{w.stem}", load_audio(w)) for w in sorted((assets / "voice/ravdess_actor05").glob("*.wav"))]
+    if ravdess:
+        items += [(f"ravdess/{w.stem}", load_audio(w))
+                  for w in sorted((assets / "voice/ravdess_actor05").glob("*.wav"))]
     items += [(f"emodb/{w.stem}", load_audio(w)) for w in sorted((assets / "voice/emodb/wav").glob("*.wav"))[:emodb]]
     return items
 
