@@ -141,14 +141,20 @@ def test_pack_stores_shared_weights_once_and_checks_them(tmp_path, capsys):
     verify_file(load_manifest(pack), "reader")
 
 
-def test_new_owner_weights_rebuild_the_reader_and_drop_the_old_file(tmp_path):
+def _built_pack(tmp_path: Path) -> tuple[Path, Path, str]:
+    """(source folder, a pack built from it, the name of its weights file)."""
     src = tmp_path / "src"
     src.mkdir()
     _graph(src / "owner.onnx", W, reader=False)
     _graph(src / "reader.onnx", W, reader=True)
     pack = tmp_path / "pack"
     build_pack(pack, recipes=_recipes(src), ctx=_ctx(tmp_path), log=lambda _m: None)
-    (old,) = load_manifest(pack).entry("owner").data
+    (name,) = load_manifest(pack).entry("owner").data
+    return src, pack, name
+
+
+def test_new_owner_weights_rebuild_the_reader_and_drop_the_old_file(tmp_path):
+    src, pack, old = _built_pack(tmp_path)
 
     w2 = W * 0.5
     want = _run(_graph(src / "reader.onnx", w2, reader=True))
@@ -163,13 +169,7 @@ def test_new_owner_weights_rebuild_the_reader_and_drop_the_old_file(tmp_path):
 
 
 def test_a_reader_that_fails_keeps_its_previous_weights_file(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    _graph(src / "owner.onnx", W, reader=False)
-    _graph(src / "reader.onnx", W, reader=True)
-    pack = tmp_path / "pack"
-    build_pack(pack, recipes=_recipes(src), ctx=_ctx(tmp_path), log=lambda _m: None)
-    (old,) = load_manifest(pack).entry("owner").data
+    src, pack, old = _built_pack(tmp_path)
 
     _graph(src / "owner.onnx", W * 2, reader=False)
     owner_recipe, reader_recipe = _recipes(src)
