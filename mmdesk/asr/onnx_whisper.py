@@ -26,10 +26,11 @@ onnxruntime, tokenizers only.
 
 from __future__ import annotations
 
+import itertools
 import json
 import string
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -143,7 +144,8 @@ class WhisperTokenizer:
 
     def non_speech_tokens(self) -> list[int]:
         symbols = list('"#()*+/:;<=>@[\\]^_`{|}~「」『』')
-        symbols += "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split()
+        symbols += ["<<", ">>", "<<<", ">>>", "--", "---", "-(", "-[", "('", '("', "((", "))", "(((", ")))",
+                    "[[", "]]", "{{", "}}", "♪♪", "♪♪♪"]
         miscellaneous = set("♩♪♫♬♭♮♯")
         result = {self.encode(" -")[0], self.encode(" '")[0]}
         for symbol in symbols + list(miscellaneous):
@@ -248,13 +250,6 @@ class _Generation:
     no_speech_prob: float
 
 
-@dataclass
-class _Options:
-    temperatures: tuple[float, ...] = FALLBACK_TEMPERATURES
-    seed: int = 0
-    suppress: list[int] = field(default_factory=list)
-
-
 def compression_ratio(text: str) -> float:
     b = text.encode("utf-8")
     return len(b) / len(zlib.compress(b))
@@ -277,7 +272,7 @@ class WhisperDecoder:
         self.alignment_heads = [tuple(h) for h in config["alignment_heads"]]
         self.suppress = np.array(tokenizer.suppress_tokens(), dtype=np.int64)
         self.suppress_begin = np.array(config["suppress_ids_begin"], dtype=np.int64)
-        self.max_initial_id = self.tok.timestamp_begin + int(round(MAX_INITIAL_TIMESTAMP / TIME_PRECISION))
+        self.max_initial_id = self.tok.timestamp_begin + round(MAX_INITIAL_TIMESTAMP / TIME_PRECISION)
         self.rng = np.random.default_rng(0)
 
     # -- one decoding of one window ----------------------------------------------------------------
@@ -392,8 +387,8 @@ class WhisperDecoder:
             last_slice = 0
             for current in slices:
                 sliced = tokens[last_slice:current]
-                segments.append(dict(seek=seek, start=time_offset + (sliced[0] - tb) * TIME_PRECISION,
-                                     end=time_offset + (sliced[-1] - tb) * TIME_PRECISION, tokens=sliced))
+                segments.append({"seek": seek, "start": time_offset + (sliced[0] - tb) * TIME_PRECISION,
+                                 "end": time_offset + (sliced[-1] - tb) * TIME_PRECISION, "tokens": sliced})
                 last_slice = current
             if single_timestamp_ending:
                 seek += segment_size
@@ -404,7 +399,7 @@ class WhisperDecoder:
             timestamps = [t for t in tokens if t >= tb]
             if timestamps and timestamps[-1] != tb:
                 duration = (timestamps[-1] - tb) * TIME_PRECISION
-            segments.append(dict(seek=seek, start=time_offset, end=time_offset + duration, tokens=tokens))
+            segments.append({"seek": seek, "start": time_offset, "end": time_offset + duration, "tokens": tokens})
             seek += segment_size
         return segments, seek, single_timestamp_ending
 
@@ -452,8 +447,8 @@ class WhisperDecoder:
         start_times = jump_times[word_boundaries[:-1]]
         end_times = jump_times[word_boundaries[1:]]
         probs = np.asarray(token_probs, dtype=np.float32)
-        word_probabilities = [np.mean(probs[i:j]) for i, j in zip(word_boundaries[:-1], word_boundaries[1:])]
-        return [dict(word=w, tokens=t, start=s, end=e, probability=p)
+        word_probabilities = [np.mean(probs[i:j]) for i, j in itertools.pairwise(word_boundaries)]
+        return [{"word": w, "tokens": t, "start": s, "end": e, "probability": p}
                 for w, t, s, e, p in zip(words, word_tokens, start_times, end_times, word_probabilities)]
 
     def add_word_timestamps(self, segments: list[dict], cross: list[np.ndarray], num_frames: int,
@@ -486,9 +481,9 @@ class WhisperDecoder:
             while word_index < len(alignment) and saved_tokens < len(per_segment[sub_index]):
                 timing = alignment[word_index]
                 if timing["word"]:
-                    words.append(dict(word=timing["word"], start=round(time_offset + timing["start"], 2),
-                                      end=round(time_offset + timing["end"], 2),
-                                      probability=timing["probability"]))
+                    words.append({"word": timing["word"], "start": round(time_offset + timing["start"], 2),
+                                  "end": round(time_offset + timing["end"], 2),
+                                  "probability": timing["probability"]})
                 saved_tokens += len(timing["tokens"])
                 word_index += 1
             if words:

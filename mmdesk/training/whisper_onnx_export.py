@@ -14,13 +14,14 @@ Steps (:func:`build_onnx_whisper` does them all):
    model's modules (explicit attention, so that the cross-attention scores of the alignment heads can be
    returned and the self-attention cache is a plain tensor):
 
-   * ``encoder.onnx``: ``mel`` float32 [1, 80, 3000] -> ``hidden`` [1, 1500, 384] and ``cross_kv``
-     [layers, 2, 1, heads, 1500, 64] (every decoder layer's cross-attention keys and values: computed once
-     per 30 s window).
-   * ``decoder.onnx``: ``tokens`` int64 [1, T], ``self_kv`` [layers, 2, 1, heads, P, 64] (the cache of the
-     P tokens before; P may be 0), ``cross_kv`` -> ``logits`` [1, T, 51864], ``new_self_kv``
-     [layers, 2, 1, heads, P + T, 64], ``alignment_qk`` [1, A, T, 1500] (the scaled pre-softmax
-     cross-attention scores of the A alignment heads, for word timestamps).
+   * ``encoder.onnx``: ``mel`` float32 [1, 80, 3000] -> ``hidden`` [1, 1500, 384] and, per decoder layer i,
+     ``cross_k_i`` [1, heads, 64, 1500] (keys already transposed) and ``cross_v_i`` [1, heads, 1500, 64]:
+     the cross-attention keys and values, computed once per 30 s window.
+   * ``decoder.onnx``: ``tokens`` int64 [1, T]; per layer ``self_k_i`` / ``self_v_i`` [1, heads, P, 64]
+     (the cache of the P tokens before; P may be 0); ``cross_k_i``, ``cross_v_i`` -> ``logits``
+     [1, T, 51864], ``new_self_k_i`` / ``new_self_v_i`` [1, heads, P + T, 64], ``alignment_qk``
+     [1, A, T, 1500] (the scaled pre-softmax cross-attention scores of the A alignment heads, for word
+     timestamps). :func:`io_names` lists the names.
 
    Both are exported with the dynamo exporter (``torch.onnx.export(..., dynamo=True)``).
 4. :func:`quantize_int8` makes int8 copies (onnxruntime dynamic quantization: MatMul weights int8 per
@@ -333,7 +334,7 @@ def share_embedding(path: Path) -> None:
         raise ValueError(f"expected one embedding Gather on the [d, vocab] table, found {len(gathers)}")
     gather = gathers[0]
     table = inits[gather.input[0]]
-    width, vocab = table.dims
+    _width, vocab = table.dims
     qname, sname, zname = (table.name + suffix for suffix in ("_quantized", "_scale", "_zero_point"))
     if qname not in inits or inits[qname].data_type != onnx.TensorProto.INT8:
         raise ValueError(f"no int8 {qname} (run quantize_int8 first)")
@@ -477,7 +478,7 @@ def _summary(rs: list[dict[str, Any]]) -> dict[str, Any]:
         "exact_rate": float(np.mean([r["exact"] for r in rs])),
         "same_words_rate": float(np.mean([r["same_words"] for r in rs])),
         "wer_vs_faster_whisper": sum(r["errors"] for r in rs) / max(ref_words, 1),
-        "ref_words": ref_words, "matched_words": int(len(starts)),
+        "ref_words": ref_words, "matched_words": len(starts),
         "start_diff_median": stat(starts, np.median), "start_diff_p95": stat(starts, lambda x: np.percentile(x, 95)),
         "end_diff_median": stat(ends, np.median), "end_diff_p95": stat(ends, lambda x: np.percentile(x, 95)),
         "max_time_diff": stat(np.concatenate([starts, ends]), np.max),
