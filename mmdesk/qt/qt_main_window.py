@@ -44,7 +44,7 @@ from mmdesk.qt.qt_panels import (
 )
 from mmdesk.qt.qt_theme import STYLE
 from mmdesk.qt.qt_timeline import Timeline
-from mmdesk.qt.qt_video import MULTIMEDIA_ERROR, ClipPlayer, VideoView, bgr_to_qimage
+from mmdesk.qt.qt_video import PLAYBACK_ERROR, ClipPlayer, VideoView, bgr_to_qimage
 from mmdesk.session.clip import ClipJob, ClipSettings
 from mmdesk.session.engine import Engine, active_provider
 from mmdesk.session.live import DeviceEvent, LiveSession, LiveSettings
@@ -309,6 +309,7 @@ class MainWindow(QMainWindow):
             self.job.cancel()
             self.job.join(10)
         self.player.unload()
+        self.player.close()
         self.tasks.shutdown()
 
     # == devices =================================================================================
@@ -529,7 +530,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"mmdesk — {Path(path).name}")
         self.video.set_message("")
         self.player.load(str(Path(path).resolve()))
-        self.video.set_note(self.player.audio_note if self.player.available else MULTIMEDIA_ERROR)
+        self.video.set_note(self.player.audio_note if self.player.available else PLAYBACK_ERROR)
         self.progress.setValue(0)
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)

@@ -1,25 +1,23 @@
-"""The video view (frame, face box, current label) and clip playback through QtMultimedia."""
+"""The video view (frame, face box, current label) and clip playback (a thin adapter over
+mmdesk.playback, which decodes with PyAV and plays the sound through sounddevice).
+
+Clip playback used QtMultimedia until 2026-12: it brought Qt's own FFmpeg, Qt Quick/QML and QtNetwork
+into the installer bundle (~42 MB of 539) while the app already ships PyAV and PortAudio.
+"""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
-from PySide6.QtCore import QObject, QRectF, QSize, Qt, QUrl, Signal
+from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from mmdesk.playback import Frame, Player, PlayerEvents
 from mmdesk.qt.qt_theme import LABEL_COLORS
 
-try:  # QtMultimedia ships in PySide6-Addons; without it the app still analyses, it cannot play
-    from PySide6.QtMultimedia import (
-        QAudioOutput,
-        QMediaDevices,
-        QMediaPlayer,
-        QVideoSink,
-    )
-
-    MULTIMEDIA_ERROR = ""
-except ImportError as e:
-    MULTIMEDIA_ERROR = f"video playback needs QtMultimedia ({e}); install PySide6-Addons"
+PLAYBACK_ERROR = ""  # playback needs nothing beyond the app's own dependencies (PyAV, sounddevice)
 
 
 def bgr_to_qimage(image: np.ndarray) -> QImage:
@@ -39,6 +37,8 @@ class VideoView(QWidget):
         # it paints every pixel itself: a new frame must not repaint the widgets behind it
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.image: QImage | None = None
+        self._pixels: np.ndarray | None = None  # the buffer a wrapped RGB frame's QImage points into
+        self.source_size: tuple[int, int] | None = None  # pixels the face box is given in
         self.box: tuple[int, int, int, int] | None = None  # source pixels
         self.label = ""
         self.message = ""
@@ -47,8 +47,17 @@ class VideoView(QWidget):
     def sizeHint(self) -> QSize:
         return QSize(560, 315)
 
-    def set_frame(self, image: QImage | None) -> None:
+    def set_frame(self, image: QImage | np.ndarray | None, source_size: tuple[int, int] | None = None) -> None:
+        """A QImage, or (h, w, 3) uint8 RGB pixels (wrapped, not copied); ``source_size``: the frame's
+        size before it was scaled for this view, the pixels ``set_overlay`` boxes are given in."""
+        if isinstance(image, np.ndarray):
+            h, w = image.shape[:2]
+            self._pixels = image
+            image = QImage(image.data, w, h, image.strides[0], QImage.Format.Format_RGB888)
+        else:
+            self._pixels = None
         self.image = image
+        self.source_size = source_size if image is not None else None
         self.update()
 
     def set_overlay(self, box: tuple[int, int, int, int] | None, label: str) -> None:
@@ -75,6 +84,8 @@ class VideoView(QWidget):
             p.drawImage(target, self.image)
             if self.box:
                 x, y, w, h = self.box
+                if self.source_size:  # the frame was scaled before it got here; the box was not
+                    s = target.width() / self.source_size[0]
                 color = QColor(LABEL_COLORS.get(self.label.split()[0] if self.label else "", "#39d353"))
                 p.setPen(QPen(color, 3))
                 r = QRectF(target.x() + x * s, target.y() + y * s, w * s, h * s)
@@ -109,79 +120,100 @@ class VideoView(QWidget):
 
 
 class ClipPlayer(QObject):
-    """QMediaPlayer with its frames sent to a ``VideoView``; degrades to a note, never raises.
+    """Plays a clip into a ``VideoView``; degrades to a note, never raises.
 
-    ``show_at(ms)`` shows the frame at a position while paused (QMediaPlayer only renders frames
-    while playing, so it plays muted until the first frame arrives and pauses again).
+    The engine (mmdesk.playback.Player) decodes and keeps time on its own thread; its callbacks leave
+    the newest frame and position in a mailbox and wake the GUI thread once, so a busy GUI thread gets
+    the latest picture instead of a backlog. ``seek`` while paused shows the frame at that position.
     """
 
     position = Signal(float)  # seconds
     playing_changed = Signal(bool)
     problem = Signal(str)
+    _wake = Signal()  # engine thread -> GUI thread: the mailbox has something
 
-    def __init__(self, view: VideoView, parent: QObject | None = None) -> None:
+    def __init__(self, view: VideoView, parent: QObject | None = None, output: str = "auto") -> None:
         super().__init__(parent)
         self.view = view
-        self.available = not MULTIMEDIA_ERROR
-        self.audio_note = ""
-        self._peek = False
+        self.available = not PLAYBACK_ERROR
         self.frames = 0
-        if not self.available:
-            return
-        self.player = QMediaPlayer(self)
-        self.sink = QVideoSink(self)
-        self.player.setVideoSink(self.sink)
-        self.audio = QAudioOutput(self)
-        self.player.setAudioOutput(self.audio)
-        if not QMediaDevices.audioOutputs():
-            self.audio_note = "no audio output device: playback is silent"
-        self.sink.videoFrameChanged.connect(self._frame)
-        self.player.positionChanged.connect(lambda ms: self.position.emit(ms / 1000))
-        self.player.playbackStateChanged.connect(self._state)
-        self.player.errorOccurred.connect(lambda _e, msg: self.problem.emit(f"playback: {msg}"))
+        self._mail_lock = threading.Lock()
+        self._mail_frame: Frame | None = None
+        self._mail_position: float | None = None
+        self._mail_events: list[tuple[str, object]] = []  # playing changes and problems, in order
+        self._woken = False
+        self._wake.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+        self.engine = Player(PlayerEvents(frame=self._post_frame, position=self._post_position,
+                                          playing=lambda p: self._post("playing", p),
+                                          problem=lambda m: self._post("problem", m)), output=output)
+        self.audio_note = self.engine.audio_note
+        view.installEventFilter(self)
+        self._view_resized()
 
     def load(self, path: str) -> None:
-        if self.available:
-            self.player.setSource(QUrl.fromLocalFile(path))
+        self.engine.load(path)
 
     def unload(self) -> None:
-        if self.available:
-            self.player.stop()
-            self.player.setSource(QUrl())
+        self.engine.unload()
+
+    def close(self) -> None:
+        """Stop the engine's thread (the window is going away)."""
+        self.engine.close()
 
     @property
     def playing(self) -> bool:
-        return self.available and self.player.playbackState() == QMediaPlayer.PlaybackState.PlayingState
+        return self.engine.playing
 
     def toggle(self) -> None:
-        if not self.available:
-            return
-        if self.playing and not self._peek:
-            self.player.pause()
-        else:
-            self._peek = False
-            self.audio.setMuted(False)
-            self.player.play()
+        self.engine.toggle()
 
     def seek(self, seconds: float) -> None:
-        if not self.available:
-            return
-        self.player.setPosition(round(seconds * 1000))
-        if not self.playing:
-            self._peek = True
-            self.audio.setMuted(True)
-            self.player.play()
+        self.engine.seek(seconds)
 
-    def _frame(self, frame) -> None:
-        image = frame.toImage()
-        if image.isNull():
-            return
-        self.frames += 1
-        self.view.set_frame(image)
-        if self._peek:
-            self._peek = False
-            self.player.pause()
-            self.audio.setMuted(False)
+    # -- engine thread: leave it in the mailbox, wake the GUI thread once -------------------------
+    def _post_frame(self, frame: Frame) -> None:
+        with self._mail_lock:
+            self._mail_frame = frame
+            wake, self._woken = not self._woken, True
+        if wake:
+            self._wake.emit()
 
-    def _state(self, state) -> None:
-        self.playing_changed.emit(state == QMediaPlayer.PlaybackState.PlayingState and not self._peek)
+    def _post_position(self, t: float) -> None:
+        with self._mail_lock:
+            self._mail_position = t
+            wake, self._woken = not self._woken, True
+        if wake:
+            self._wake.emit()
+
+    def _post(self, kind: str, value: object) -> None:
+        with self._mail_lock:
+            self._mail_events.append((kind, value))
+            wake, self._woken = not self._woken, True
+        if wake:
+            self._wake.emit()
+
+    # -- GUI thread ------------------------------------------------------------------------------
+    def _deliver(self) -> None:
+        with self._mail_lock:
+            frame, t, events = self._mail_frame, self._mail_position, self._mail_events
+            self._mail_frame, self._mail_position, self._mail_events = None, None, []
+            self._woken = False
+        if frame is not None:
+            self.frames += 1
+            self.view.set_frame(frame.pixels, frame.source_size)
+        if t is not None:
+            self.position.emit(t)
+        for kind, value in events:
+            if kind == "playing":
+                self.playing_changed.emit(bool(value))
+            else:
+                self.problem.emit(str(value))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.view and event.type() == QEvent.Type.Resize:
+            self._view_resized()
+        return False
+
+    def _view_resized(self) -> None:
+        ratio = self.view.devicePixelRatioF()
+        self.engine.set_view_size(round(self.view.width() * ratio), round(self.view.height() * ratio))
