@@ -272,6 +272,44 @@ def graphs(folder: Path) -> tuple[Any, Any, dict[str, Any]]:
     return enc_cls(model).eval(), dec_cls(model, cfg["alignment_heads"]).eval(), cfg
 
 
+class TorchBackend:
+    """The float torch modules behind ``mmdesk.asr.onnx_whisper.WhisperDecoder`` (its ``Backend``): to check
+    the weights against faster-whisper before exporting (``torch_decoder``)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.encoder, self.decoder, _ = graphs(folder)
+        attn = self.decoder.dec.layers[0].encoder_attn
+        self.n_layers = len(self.decoder.dec.layers)
+        self.n_heads = self.decoder.heads
+        self.head_dim = attn.q_proj.out_features // self.n_heads
+
+    def encode(self, mel: np.ndarray) -> list[np.ndarray]:
+        import torch
+
+        with torch.no_grad():
+            return [t.numpy() for t in self.encoder(torch.from_numpy(mel))[1:]]
+
+    def decode(self, tokens: np.ndarray, self_kv: list[np.ndarray], cross: list[np.ndarray]):
+        import torch
+
+        with torch.no_grad():
+            out = self.decoder(torch.from_numpy(tokens), *(torch.from_numpy(x) for x in [*self_kv, *cross]))
+        out = [t.numpy() for t in out]
+        return out[0], out[1:-1], out[-1]
+
+
+def torch_decoder(folder: Path, tmp: Path) -> Any:
+    """``WhisperDecoder`` over :class:`TorchBackend`: the float model decoded exactly as the ONNX graphs are
+    (``.transcribe(audio)`` gives faster-whisper-like segments). ``tmp`` receives the tokenizer and config."""
+    from mmdesk.asr.onnx_whisper import CONFIG_FILE as RUNTIME_CONFIG
+    from mmdesk.asr.onnx_whisper import WhisperDecoder, WhisperTokenizer
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    write_config(folder, tmp)
+    config = json.loads((tmp / RUNTIME_CONFIG).read_text(encoding="utf-8"))
+    return WhisperDecoder(TorchBackend(folder), WhisperTokenizer(tmp / "tokenizer.json", config), config)
+
+
 def io_names(layers: int) -> dict[str, list[str]]:
     """Input and output names of the two graphs."""
     cross = [f"cross_{kv}_{i}" for i in range(layers) for kv in ("k", "v")]
