@@ -99,8 +99,8 @@ def keep_data(dest: str) -> bool:
 
 # Qt Python bindings nothing imports at run time (checked with `python -X importtime` on `mmdesk gui`):
 # pyqtgraph imports QtSvg and QtTest under try/except ImportError and uses them only for SVG export and its own
-# tests; QtDBus, QtConcurrent and QtMultimediaWidgets are collected by the hooks, never imported (the video
-# view paints QVideoSink frames itself; the C++ QtDBus and QtConcurrent stay: QtMultimedia links them). QtOpenGL (8.7 MB) is imported by pyqtgraph but used only to draw with OpenGL
+# tests; QtDBus, QtConcurrent and QtMultimediaWidgets are collected by the hooks, never imported (clip playback
+# is PyAV + sounddevice since 2026-12, so QtMultimedia is not installed in the runtime environment at all). QtOpenGL (8.7 MB) is imported by pyqtgraph but used only to draw with OpenGL
 # (useOpenGL, off): hooks/rthook_qtopengl.py stands in for it.
 UNUSED_QT_MODULES = ("PySide6.QtSvg", "PySide6.QtTest", "PySide6.QtDBus", "PySide6.QtConcurrent",
                      "PySide6.QtMultimediaWidgets", "PySide6.QtOpenGL")
@@ -125,8 +125,7 @@ UNUSED_QT_BINARIES = (
     "PySide6/Qt/lib/libQt6EglFsKmsSupport",
     # evdev/TUIO input, read only by those platforms: xcb and wayland get input from the display server
     "PySide6/Qt/plugins/generic/",
-    # QtNetwork's TLS backends and reachability plugins: mmdesk does no Qt networking (QtMultimedia links
-    # QtNetwork; playback opens local files through Qt's FFmpeg)
+    # QtNetwork's TLS backends and reachability plugins: mmdesk does no Qt networking
     "PySide6/Qt/plugins/tls/",
     "PySide6/Qt/plugins/networkinformation/",
     # image formats mmdesk never reads or writes (exports are PNG, the icon is SVG)

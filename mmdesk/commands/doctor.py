@@ -33,7 +33,7 @@ def collect(models: str | None, device: str, probe_devices: bool = True) -> dict
     problems, warnings = report["problems"], report["warnings"]
     report["packages"] = {d: _version(d) for d in (
         "onnxruntime-gpu", "onnxruntime", "numpy", "opencv-python-headless", "av", "sounddevice",
-        "soxr", "tokenizers", "ctranslate2", "faster-whisper", "PySide6-Essentials", "PySide6-Addons", "torch",
+        "soxr", "tokenizers", "ctranslate2", "faster-whisper", "PySide6-Essentials", "torch",
         "transformers")}
     if report["packages"]["onnxruntime-gpu"] and report["packages"]["onnxruntime"]:
         problems.append("both onnxruntime and onnxruntime-gpu are installed (they share one import folder): "

@@ -45,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
         from mmdesk.qt.qt_app import run as run_app
     except ImportError as e:
         raise MmdeskError(f"the desktop app needs PySide6 and pyqtgraph ({e})",
-                          "pip install PySide6-Essentials PySide6-Addons pyqtgraph") from None
+                          "pip install PySide6-Essentials pyqtgraph") from None
     return run_app(args)

@@ -132,7 +132,7 @@ def check_qt_binding() -> None:
     if PySide6.__version__.startswith("6.12.0") and sys.version_info < (3, 12):
         raise MmdeskError(f"PySide6 {PySide6.__version__} crashes Python {sys.version.split()[0]} "
                           "(a reference-counting bug)",
-                          'install another version: pip install "PySide6-Essentials<6.12" "PySide6-Addons<6.12"')
+                          'install another version: pip install "PySide6-Essentials<6.12"')
 
 
 def _fail_on_exceptions(script: Script) -> None:

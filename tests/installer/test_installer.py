@@ -99,6 +99,8 @@ def test_build_report_size_and_archives(build: dict) -> None:
     top = f"mmdesk-{build['version']}"
     assert {f"{top}/mmdesk", f"{top}/LICENSES.txt", f"{top}/models/manifest.json"} <= names
     assert not [n for n in names if "/torch/" in n or "/transformers/" in n or "/cv2/" in n]
+    # clip playback is PyAV + PortAudio: QtMultimedia with Qt's own FFmpeg and Qt Quick (44 MB) stays out
+    assert not [n for n in names if "Multimedia" in n or "libQt6Quick" in n or "pyside6_addons" in n.lower()]
 
 
 def test_deb_metadata_and_layout(build: dict, installed: Path) -> None:

@@ -58,7 +58,6 @@ def test_qt_translations_and_examples_are_not_shipped() -> None:
     assert bundle_contents.keep_data("PySide6/Qt/plugins/platforms/libqoffscreen.so")
     assert bundle_contents.keep_data("resources/icons/mmdesk.svg")
     assert not bundle_contents.keep_binary("PySide6/Qt/lib/libQt6VirtualKeyboard.so.6")
-    assert bundle_contents.keep_binary("PySide6/Qt/plugins/multimedia/libffmpegmediaplugin.so")
 
 
 def test_only_desktop_qt_platforms_and_used_bindings_are_shipped() -> None:
@@ -69,11 +68,11 @@ def test_only_desktop_qt_platforms_and_used_bindings_are_shipped() -> None:
     for dropped in ("platforms/libqeglfs.so", "platforms/libqvnc.so", "egldeviceintegrations/libqeglfs-x11-integration.so",
                     "generic/libqevdevmouseplugin.so", "tls/libqopensslbackend.so", "imageformats/libqtiff.so"):
         assert not bundle_contents.keep_binary(f"PySide6/Qt/plugins/{dropped}"), dropped
-    for lib in ("libQt6OpenGL.so.6", "libQt6Network.so.6", "libQt6Quick.so.6", "libQt6Svg.so.6"):  # linked by
-        assert bundle_contents.keep_binary(f"PySide6/Qt/lib/{lib}"), lib  # QtMultimedia or used for the icon
+    for lib in ("libQt6OpenGL.so.6", "libQt6Svg.so.6"):  # linked by QtOpenGLWidgets (pyqtgraph), used for the icon
+        assert bundle_contents.keep_binary(f"PySide6/Qt/lib/{lib}"), lib
     assert not bundle_contents.keep_binary("PySide6/Qt/lib/libQt6EglFSDeviceIntegration.so.6")
     # imported at run time (pyqtgraph's QtOpenGLWidgets too), so never excluded
-    assert not {"PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets", "PySide6.QtMultimedia", "PySide6.QtNetwork",
+    assert not {"PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets",
                 "PySide6.QtOpenGLWidgets"} & set(bundle_contents.UNUSED_QT_MODULES)
 
 
