@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Build mmdesk as an installable desktop application: ``python build_installer.py``.
 
-1. A clean runtime-only virtual environment (the runtime dependencies of pyproject.toml, faster-whisper
-   with --no-deps, PyInstaller; no torch, transformers or training code). It is reused while its
+1. A clean runtime-only virtual environment (the runtime dependencies of pyproject.toml and PyInstaller;
+   no torch, transformers or training code, no faster-whisper/CTranslate2: the pack's Whisper runs on
+   onnxruntime). It is reused while its
    requirements are unchanged; pip's wheel cache makes a rebuild cheap.
 2. The model pack: the user's pack (``--models``, else $MMDESK_MODELS, else the user data directory) is
    copied and brought up to date / checked by ``mmdesk models build`` and ``mmdesk models verify`` run in
@@ -154,14 +155,6 @@ def runtime_requirements(onnxruntime: str) -> list[str]:
     return [*kept, f"{dist}{specs.get(dist) or specs.get('onnxruntime-gpu', '')}"]
 
 
-def faster_whisper_requirement() -> str:
-    """The faster-whisper pin of scripts/setup.sh (installed with --no-deps there and here)."""
-    found = re.search(r"faster-whisper==[\w.]+", (ROOT / "scripts" / "setup.sh").read_text(encoding="utf-8"))
-    if not found:
-        raise BuildError("scripts/setup.sh pins no faster-whisper==VERSION", "restore the pin in scripts/setup.sh")
-    return found.group(0)
-
-
 def venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
@@ -187,9 +180,8 @@ def development_pins() -> list[str]:
 
 def ensure_runtime_env(venv: Path, onnxruntime: str, work: Path) -> Path:
     reqs = runtime_requirements(onnxruntime)
-    whisper = faster_whisper_requirement()
     pins = development_pins()
-    key = hashlib.sha256(json.dumps([reqs, whisper, BUILD_TOOLS, pins, sys.version]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([reqs, BUILD_TOOLS, pins, sys.version]).encode()).hexdigest()[:16]
     stamp = venv / ".mmdesk-runtime-env"
     py = venv_python(venv)
     if py.exists() and stamp.is_file() and stamp.read_text().strip() == key:
@@ -204,7 +196,6 @@ def ensure_runtime_env(venv: Path, onnxruntime: str, work: Path) -> Path:
     constraints.write_text("".join(f"{p}\n" for p in pins), encoding="utf-8")
     pip_log = work / "pip.log"
     run([*pip, "-c", str(constraints), *reqs, *BUILD_TOOLS], quiet_log=pip_log)
-    run([*pip, "-c", str(constraints), "--no-deps", whisper], quiet_log=pip_log)
     stamp.write_text(key + "\n")
     return py
 
@@ -322,7 +313,7 @@ def pyinstaller(py: Path, work: Path) -> Path:
 
 
 def strip_debug_info(bundle: Path, work: Path) -> int:
-    """Remove DWARF debug sections that some wheels ship (ctranslate2's extension: 68 MB -> 2 MB).
+    """Remove DWARF debug sections that some wheels ship (ctranslate2's extension had 66 MB of them).
 
     Only ``--strip-debug`` on files that have ``.debug_*`` sections: symbol tables stay, so nothing that
     looks symbols up at run time changes. Returns the bytes saved."""

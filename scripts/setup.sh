@@ -42,7 +42,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   {
     "${PIP[@]}" install -U pip wheel &&
     { "$VENV/bin/python" -c 'import torch' 2>/dev/null || "${PIP[@]}" install "$TORCH_SPEC"; } &&
-    "${PIP[@]}" install -e ".[train,dev]" &&
+    "${PIP[@]}" install -e ".[train,dev,faster-whisper]" &&
     "${PIP[@]}" install --no-deps "faster-whisper==1.2.1"
   } > "$VENV/pip.log" 2>&1 || { tail -n 30 "$VENV/pip.log" >&2; log "pip failed: see $VENV/pip.log"; exit 1; }
   echo "$want" > "$stamp"

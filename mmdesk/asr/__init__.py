@@ -1,4 +1,4 @@
-"""Speech to text: VAD-gated Whisper (faster-whisper on CTranslate2) for clips and the microphone.
+"""Speech to text: VAD-gated Whisper (the pack's on onnxruntime; others through faster-whisper) for clips and the microphone.
 
 * ``engine``: the Whisper model (the pack's tiny.en, a local folder or a hub id) and one decoding call.
 * ``segmenter``: Silero VAD (the pack's, the same one that decides voice presence) cuts a
@@ -10,5 +10,5 @@
 * ``live``: streaming transcription of a live audio feed, partial and final text events.
 * ``writers``: .srt / .vtt / .jsonl transcripts.
 
-No Qt and no torch here: faster-whisper and ctranslate2 are imported lazily by ``engine``.
+No Qt and no torch here: faster-whisper and ctranslate2 (optional) are imported lazily by ``engine``.
 """

@@ -74,7 +74,7 @@ def run_asr(args: Any) -> dict[str, Any]:
         import jiwer
     except ImportError:
         raise MmdeskError("jiwer is not installed", "pip install jiwer (the dev extra has it)") from None
-    from mmdesk.asr.engine import WhisperEngine, choose_model
+    from mmdesk.asr.engine import choose_model, open_engine
     from mmdesk.asr.segmenter import SpeechSegmenter
     from mmdesk.asr.transcriber import SpeechTranscriber
     from mmdesk.capture.clip import ClipSource
@@ -85,7 +85,7 @@ def run_asr(args: Any) -> dict[str, Any]:
     assets = _assets(getattr(args, "assets", None))
     manifest = open_pack(args.models)
     t = time.perf_counter()
-    engine = WhisperEngine(choose_model(getattr(args, "asr_model", None), manifest), device=args.device)
+    engine = open_engine(choose_model(getattr(args, "asr_model", None), manifest), device=args.device)
     load_s = time.perf_counter() - t
 
     def chunks_of(path: Path) -> list[AudioChunk]:

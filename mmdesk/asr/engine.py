@@ -1,11 +1,17 @@
-"""The Whisper model behind mmdesk's speech-to-text, run by faster-whisper on CTranslate2.
+"""The Whisper model behind mmdesk's speech-to-text.
 
 ``--asr-model`` chooses it:
 
-* not given (or ``pack``): the pack's ``speech_to_text`` folder (Whisper tiny.en, sha256-checked);
-* a local folder holding a CTranslate2 Whisper model (``config.json`` + ``model.bin`` + tokenizer);
+* not given (or ``pack``): the pack's ``speech_to_text`` folder (Whisper tiny.en exported to ONNX,
+  sha256-checked), decoded by mmdesk on onnxruntime (:mod:`mmdesk.asr.onnx_whisper`, faster-whisper's
+  decoding without CTranslate2);
+* a local folder: an ONNX Whisper folder as the pack builds it, or a CTranslate2 Whisper model
+  (``config.json`` + ``model.bin`` + tokenizer), run by faster-whisper;
 * a faster-whisper size name (``small``, ``base.en``, ``large-v3``…) or a Hugging Face hub id
-  (``Systran/faster-whisper-small``): loaded from the hub cache, or downloaded when online.
+  (``Systran/faster-whisper-small``): loaded by faster-whisper from the hub cache, or downloaded when online.
+
+faster-whisper and CTranslate2 are optional (``pip install 'mmdesk[faster-whisper]'``); the desktop bundle
+leaves them out and runs the pack's model only. :func:`open_engine` picks the engine for a choice.
 
 Decoding is greedy (beam 1): on the read speech measured in docs/benchmarks.md it costs half of
 beam 5 for the same word error rate. Whisper's own VAD is off: mmdesk's Silero VAD has already cut
@@ -15,9 +21,10 @@ the audio to speech (see ``segmenter``).
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -61,8 +68,9 @@ def choose_model(spec: str | None, manifest: Manifest | None) -> ModelChoice:
         return ModelChoice(str(path), f"{entry.preprocessing.get('name', 'whisper')} (pack)", entry.sha256)
     path = Path(spec).expanduser()
     if path.is_dir():
-        if not (path / "model.bin").is_file() or not (path / "config.json").is_file():
-            raise ModelError(f"{path} is not a CTranslate2 Whisper model folder (no model.bin / config.json)",
+        if not _is_onnx_folder(path) and not ((path / "model.bin").is_file() and (path / "config.json").is_file()):
+            raise ModelError(f"{path} is neither an ONNX Whisper folder (whisper_onnx.json) nor a CTranslate2 one "
+                             "(model.bin + config.json)",
                              "convert the model with ct2-transformers-converter, or pick another folder")
         return ModelChoice(str(path.resolve()), path.name)
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:  # a path, not a name or "owner/name"
@@ -70,19 +78,52 @@ def choose_model(spec: str | None, manifest: Manifest | None) -> ModelChoice:
     return ModelChoice(spec, spec)
 
 
-class WhisperEngine:
-    """A loaded Whisper model. Not thread-safe: one decoding call at a time."""
+def _is_onnx_folder(path: Path) -> bool:
+    return (path / "whisper_onnx.json").is_file()
 
-    def __init__(self, choice: ModelChoice, *, device: str = "auto", threads: int | None = None) -> None:
+
+def open_engine(choice: ModelChoice, *, device: str = "auto", threads: int | None = None) -> SpeechEngine:
+    """The engine for a model choice: mmdesk's ONNX decoding for an ONNX folder (the pack's), faster-whisper
+    for everything else."""
+    if Path(choice.location).is_dir() and _is_onnx_folder(Path(choice.location)):
+        from mmdesk.asr.onnx_whisper import OnnxWhisperEngine
+
+        return OnnxWhisperEngine(choice.location, device=device, threads=threads, name=choice.name, choice=choice)
+    return WhisperEngine(choice, device=device, threads=threads)
+
+
+class SpeechEngine(Protocol):
+    """What the transcriber needs of an engine (:class:`WhisperEngine`, ``OnnxWhisperEngine``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    multilingual: bool
+    choice: ModelChoice
+
+    def check_language(self, language: str | None) -> str | None: ...
+
+    def decode(self, audio: np.ndarray, language: str | None) -> Decoded: ...
+
+
+class WhisperEngine:
+    """A Whisper model run by faster-whisper on CTranslate2. Not thread-safe: one decoding call at a time."""
+
+    def __init__(self, choice: ModelChoice, *, device: str = "auto", threads: int | None = None,
+                 compute_type: str | None = None) -> None:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
+            frozen = getattr(sys, "frozen", False)
             raise MmdeskError(
-                f"faster-whisper is not installed ({exc})", "pip install --no-deps faster-whisper==1.2.1"
+                f"faster-whisper is not installed ({exc}): it runs Whisper models other than the pack's",
+                "the desktop bundle runs the pack's model only; for others install mmdesk with pip and "
+                "`pip install 'mmdesk[faster-whisper]'`" if frozen else
+                "pip install 'mmdesk[faster-whisper]' (or: pip install --no-deps faster-whisper==1.2.1 ctranslate2)",
             ) from None
         self.choice = choice
         self.device = _ct2_device(device)
-        compute = "int8" if self.device == "cpu" else "float16"
+        compute = compute_type or ("int8" if self.device == "cpu" else "float16")
         try:
             self._model: Any = WhisperModel(
                 choice.location, device=self.device, compute_type=compute, cpu_threads=threads or 0,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from mmdesk.asr.engine import WhisperEngine, choose_model
+from mmdesk.asr.engine import SpeechEngine, choose_model, open_engine
 from mmdesk.asr.segmenter import SpeechSegmenter
 from mmdesk.asr.transcriber import SpeechTranscriber
 from mmdesk.asr.types import Utterance
@@ -155,12 +155,12 @@ def open_clip_speech(
     threads: int | None = None,
 ) -> ClipSpeechText:
     """Load the Whisper model and the VAD for one clip; ``MmdeskError`` with a fix on failure."""
-    engine = WhisperEngine(choose_model(model, manifest), device=device, threads=threads)
+    engine = open_engine(choose_model(model, manifest), device=device, threads=threads)
     return clip_speech_stage(engine, manifest, language=language, context=context)
 
 
 def clip_speech_stage(
-    engine: WhisperEngine, manifest: Manifest, *, language: str | None = None, context: Context = "words"
+    engine: SpeechEngine, manifest: Manifest, *, language: str | None = None, context: Context = "words"
 ) -> ClipSpeechText:
     """A fresh ASR stage for one clip on an already loaded Whisper model (an app reuses one per session)."""
     transcriber = SpeechTranscriber(engine, SpeechSegmenter(SileroVad(manifest)), language=language,

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mmdesk.asr.engine import FALLBACK_TEMPERATURES, Decoded
+from mmdesk.asr.engine import FALLBACK_TEMPERATURES, Decoded, ModelChoice
 from mmdesk.asr.types import Word
 from mmdesk.errors import MmdeskError, ModelError
 
@@ -626,7 +626,7 @@ class OnnxWhisperEngine:
     interface. Not thread-safe: one decoding call at a time."""
 
     def __init__(self, folder: str | Path, *, device: str = "auto", threads: int | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, choice: ModelChoice | None = None) -> None:
         folder = Path(folder)
         try:
             config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
@@ -646,6 +646,7 @@ class OnnxWhisperEngine:
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         self.folder = folder
         self._name = name or f"{folder.name} (onnx)"
+        self.choice = choice or ModelChoice(str(folder), self._name)  # what records name as the model
         self.multilingual = False
         self.last_segments: list[dict] = []
         self.backend = OrtBackend(folder, threads=threads, providers=providers)
@@ -658,6 +659,9 @@ class OnnxWhisperEngine:
     def check_language(self, language: str | None) -> str | None:
         if not language or language == "auto":
             return "en"
+        if self.decoder.tok.tokenizer.token_to_id(f"<|{language.lower()}|>") is None:  # Whisper's codes
+            raise MmdeskError(f"unknown language code {language!r} for speech-to-text",
+                              "use a Whisper language code such as en, de, fr, es, or auto")
         if language.lower() != "en":
             raise MmdeskError(
                 f"the speech-to-text model {self.name} is English-only and cannot transcribe {language!r}",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mmdesk.asr.engine import WhisperEngine
+from mmdesk.asr.engine import SpeechEngine
 from mmdesk.asr.segmenter import SpeechSegment, SpeechSegmenter
 from mmdesk.asr.types import Utterance, Word
 from mmdesk.core.types import AUDIO_RATE, AudioChunk
@@ -44,7 +44,7 @@ class TranscriptStats:
 class SpeechTranscriber:
     def __init__(
         self,
-        engine: WhisperEngine,
+        engine: SpeechEngine,
         segmenter: SpeechSegmenter,
         *,
         language: str | None = None,

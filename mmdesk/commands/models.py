@@ -190,8 +190,12 @@ def _verify(args: argparse.Namespace) -> int:
                 path = verify_file(manifest, role)
                 if entry.format == "tokenizer-json":
                     check_tokenizer(path)
-                elif entry.format == "ctranslate2-whisper":
-                    check_whisper_dir(path)
+                elif entry.format in ("ctranslate2-whisper", "onnx-whisper"):
+                    check_whisper_dir(path, entry.format)
+                    if entry.format == "onnx-whisper":  # both graphs load in onnxruntime
+                        from mmdesk.asr.onnx_whisper import OnnxWhisperEngine
+
+                        OnnxWhisperEngine(path, device="cpu", threads=1)
                 detail = f"sha256 ok, loads as {entry.format}"
         except MmdeskError as exc:
             failed.append(f"{entry.file} ({role})")

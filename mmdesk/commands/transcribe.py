@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmdesk.asr.engine import WhisperEngine, choose_model
+    from mmdesk.asr.engine import choose_model, open_engine
     from mmdesk.asr.events import MIN_CONFIDENCE
     from mmdesk.asr.segmenter import SpeechSegmenter
     from mmdesk.asr.transcriber import SpeechTranscriber
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     source.open()
     try:
         manifest = open_pack(args.models)
-        engine = WhisperEngine(choose_model(args.asr_model, manifest), device=args.device, threads=args.threads)
+        engine = open_engine(choose_model(args.asr_model, manifest), device=args.device, threads=args.threads)
         transcriber = SpeechTranscriber(engine, SpeechSegmenter(SileroVad(manifest)), language=args.language)
         writer = TranscriptWriter(args.out, format_for(args.out, args.format))
     except BaseException:

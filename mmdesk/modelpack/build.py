@@ -56,7 +56,7 @@ from mmdesk.modelpack.sources import (
 Log = Callable[[str], None]
 
 #: formats whose "file" is a folder, pinned as a whole by ``sha256_tree``
-FOLDER_FORMATS = ("ctranslate2-whisper",)
+FOLDER_FORMATS = ("ctranslate2-whisper", "onnx-whisper")
 
 
 def _print(msg: str) -> None:
@@ -89,21 +89,26 @@ def _refine(actual: list[TensorSpec], expected: tuple[TensorSpec, ...]) -> tuple
     return tuple(out)
 
 
-#: the files faster-whisper needs in a CTranslate2 Whisper model folder
-WHISPER_FILES = ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")
+#: the files of a Whisper model folder, by format: faster-whisper's CTranslate2 folder, mmdesk's ONNX one
+WHISPER_FILES = {
+    "ctranslate2-whisper": ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt"),
+    "onnx-whisper": ("encoder.onnx", "decoder.onnx", "tokenizer.json", "whisper_onnx.json"),
+}
 
 
-def check_whisper_dir(path: Path) -> None:
-    missing = [name for name in WHISPER_FILES if not (path / name).is_file()]
+def check_whisper_dir(path: Path, fmt: str = "onnx-whisper") -> None:
+    missing = [name for name in WHISPER_FILES[fmt] if not (path / name).is_file()]
+    kind = "an ONNX" if fmt == "onnx-whisper" else "a CTranslate2"
     if not path.is_dir() or missing:
         raise ModelError(
-            f"{path} is not a CTranslate2 Whisper model folder (missing {', '.join(missing) or 'the folder'})",
+            f"{path} is not {kind} Whisper model folder (missing {', '.join(missing) or 'the folder'})",
             "rebuild the pack with `mmdesk models build`",
         )
+    config = WHISPER_FILES[fmt][-1] if fmt == "onnx-whisper" else "config.json"
     try:
-        json.loads((path / "config.json").read_text(encoding="utf-8"))
+        json.loads((path / config).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelError(f"{path / 'config.json'} is unreadable ({exc})", "rebuild the pack with `mmdesk models build`") from None
+        raise ModelError(f"{path / config} is unreadable ({exc})", "rebuild the pack with `mmdesk models build`") from None
 
 
 def check_tokenizer(path: Path) -> None:
@@ -142,7 +147,7 @@ def _quiet_loggers(*names: str):
 def _export(recipe: Recipe, source: Path, out: Path) -> None:
     module = recipe.exporter
     if module is None:
-        raise ModelError(f"{recipe.role}: unknown build step {recipe.build!r}", "use copy, export:NAME or derive:NAME")
+        raise ModelError(f"{recipe.role}: unknown build step {recipe.build!r}", "use copy or export:NAME")
     if not _has_torch():
         raise ModelError(
             f"building {recipe.role} ({recipe.build}) needs torch, which is not installed",
@@ -167,14 +172,8 @@ def _export(recipe: Recipe, source: Path, out: Path) -> None:
         with warnings.catch_warnings(), _quiet_loggers("torch", "onnxscript"):
             warnings.simplefilter("ignore")
             fn(source, out)
-    if not out.is_file():
+    if not out.exists():
         raise ModelError(f"{module}.export_onnx did not write {out.name}", "")
-
-
-def _derive(recipe: Recipe, source: Path, out: Path) -> None:
-    module = recipe.deriver
-    with _step_errors(f"deriving {recipe.role} with {module}.derive"):
-        importlib.import_module(module).derive(source, out)
 
 
 @contextlib.contextmanager
@@ -294,15 +293,11 @@ def _stage_role(recipe: Recipe, ctx: FetchContext, work: Path, files: Path, reso
     if resolved is None:
         resolved = resolve_any(recipe.sources, ctx, work, recipe.role)
     out = files / recipe.file
-    if recipe.build == "copy" or recipe.deriver:
+    if recipe.build == "copy":
         folder = recipe.format in FOLDER_FORMATS
         if resolved.path.is_dir() != folder:
             want = "a folder" if folder else "a file"
             raise ModelError(f"{recipe.role}: {resolved.path} is not {want}, as {recipe.format} needs", "fix the recipe")
-    if recipe.deriver:
-        ctx.log(f"  {recipe.build} from {resolved.path.name}")
-        _derive(recipe, resolved.path, out)
-    elif recipe.build == "copy":
         ctx.log(f"  copying {resolved.path.name}")
         if folder:
             shutil.copytree(resolved.path, out)
@@ -314,10 +309,8 @@ def _stage_role(recipe: Recipe, ctx: FetchContext, work: Path, files: Path, reso
     data = _share(recipe, out, files, donor) if recipe.shares_weights or recipe.weights_from else {}
     sha = sha256_path(out)
     if recipe.sha256 and sha != recipe.sha256:
-        hint = "fix the recipe"
-        if recipe.deriver:  # the library that writes the derived file may write other bytes in another version
-            hint = f"build with the library versions the recipe was pinned with (see its comment), or {hint}"
-        raise ChecksumError(f"{recipe.role}: the built {recipe.file} has sha256 {sha}, expected {recipe.sha256}", hint)
+        raise ChecksumError(f"{recipe.role}: the built {recipe.file} has sha256 {sha}, expected {recipe.sha256}",
+                            "fix the recipe")
     inputs, outputs, labels, preprocessing = _expected(recipe, resolved)
     where = f"the {recipe.role} model from {describe(resolved.spec)}"
     if recipe.format == "onnx":
@@ -332,8 +325,8 @@ def _stage_role(recipe: Recipe, ctx: FetchContext, work: Path, files: Path, reso
         inputs, outputs = _refine(actual_in, inputs), _refine(actual_out, outputs)
     elif recipe.format == "tokenizer-json":
         check_tokenizer(out)
-    elif recipe.format == "ctranslate2-whisper":
-        check_whisper_dir(out)
+    elif recipe.format in WHISPER_FILES:
+        check_whisper_dir(out, recipe.format)
     source = {**resolved.spec, "recipe": _fingerprint(recipe, resolved)}
     if resolved.meta:
         source.update({k: resolved.meta[k] for k in ("sha256", "metrics", "command") if k in resolved.meta})

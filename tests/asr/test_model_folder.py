@@ -20,19 +20,18 @@ def small_pack(tmp_path, manifest):
     return Manifest(directory=tmp_path, entries={"speech_to_text": entry})
 
 
-def test_the_copy_verifies_and_its_digest_is_the_recipes(small_pack) -> None:
-    from mmdesk.modelpack.recipes import recipe_for
-
+def test_the_copy_verifies_and_its_digest_is_the_manifests(small_pack, capsys) -> None:
     path = verify_file(small_pack, "speech_to_text")
-    assert path.is_dir() and sha256_tree(path) == recipe_for("speech_to_text").sha256
+    assert path.is_dir() and sha256_tree(path) == small_pack.entry("speech_to_text").sha256
     assert main(["models", "verify", "--models", str(small_pack.directory)]) == 0
+    assert "loads as onnx-whisper" in capsys.readouterr().out  # both graphs opened in onnxruntime
 
 
 @pytest.mark.parametrize("tamper", ["changed", "extra", "removed"])
 def test_a_tampered_folder_fails_verification(tamper, small_pack, capsys) -> None:
     folder = small_pack.directory / "speech_to_text"
     if tamper == "changed":
-        with open(folder / "vocabulary.txt", "a") as f:
+        with open(folder / "whisper_onnx.json", "a") as f:
             f.write("x")
     elif tamper == "extra":
         (folder / "notes.txt").write_text("hello")

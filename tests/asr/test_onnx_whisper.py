@@ -1,6 +1,6 @@
 """Whisper on onnxruntime (mmdesk.asr.onnx_whisper) against faster-whisper on CTranslate2.
 
-The ONNX folder is built once per session from the pack's CTranslate2 model (~30 s: dynamo export and int8
+The ONNX folder is built once per session from the pinned CTranslate2 model (the pack's source) (~30 s: dynamo export and int8
 quantization), into pytest's temporary directory; those tests are marked slow. The numpy parts (log-mel,
 median filter, DTW) are checked against faster-whisper / CTranslate2's algorithms without a build.
 """
@@ -92,15 +92,14 @@ def test_runtime_imports_no_torch_or_ctranslate2() -> None:
 
 # ------------------------------------------------------------------------------------ built ONNX folder
 @pytest.fixture(scope="session")
-def onnx_folder(tmp_path_factory: pytest.TempPathFactory, manifest) -> Path:
+def onnx_folder(tmp_path_factory: pytest.TempPathFactory, ct2_folder: Path) -> Path:
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     pytest.importorskip("onnxscript")
-    from mmdesk.asr.engine import choose_model
     from mmdesk.training.whisper_onnx_export import build_onnx_whisper
 
     out = tmp_path_factory.mktemp("whisper_onnx") / "int8"
-    return build_onnx_whisper(Path(choose_model(None, manifest).location), out, int8=True)
+    return build_onnx_whisper(ct2_folder, out, int8=True)
 
 
 @pytest.fixture(scope="session")
@@ -141,22 +140,15 @@ def test_folder_files_and_sizes(onnx_folder: Path) -> None:
     assert size < 48e6, size  # int8, one copy of the 51,864 x 384 table (the CTranslate2 int8 model.bin: 39.5 MB)
 
 
-@pytest.fixture(scope="session")
-def fw_engine(manifest):
-    """faster-whisper on one thread: CTranslate2's own output changes with its thread count on long windows
-    (two_cities.wav's first 30 s end in "And, sure, the..." on one thread, "And short, the..." on four)."""
-    from mmdesk.asr.engine import WhisperEngine, choose_model
-
-    return WhisperEngine(choose_model(None, manifest), device="cpu", threads=1)
-
-
 @pytest.mark.slow
 def test_transcripts_match_faster_whisper(onnx_engine: ow.OnnxWhisperEngine, fw_engine, assets: Path,
                                           pack_dir: Path) -> None:
-    """Real read speech as mmdesk feeds it (the three recordings cut by the VAD segmenter, 25 utterances):
-    the same words as faster-whisper on >= 90 % of them (measured: 24 of 25) and <= 3 % WER overall
-    (measured: 1 %); matched words' start and end within 0.02 s in the median and 0.1 s at the 95th
-    percentile (measured: 0.0 / 0.02 s); word probabilities within 0.15 (measured: <= 0.12)."""
+    """Real read speech as mmdesk feeds it (the three recordings cut by the VAD segmenter, 25 utterances),
+    the ONNX folder exported from the pinned float16 weights as the pack does, against faster-whisper int8 on
+    the same weights (what mmdesk ran before): the same words on >= 90 % of them (measured: 24 of 25) and
+    <= 3 % WER overall (measured: 1.0 %); matched words' start and end within 0.02 s in the median and 0.1 s
+    at the 95th percentile (measured: 0.0 / 0.02 s); word probabilities within 0.2 (measured: <= 0.18;
+    the two engines quantize differently: per-channel weights here, per-row in CTranslate2)."""
     from mmdesk.training.whisper_onnx_export import compare, parity_corpus
 
     items = parity_corpus(assets, pack_dir, ravdess=False, emodb=0)
@@ -170,21 +162,24 @@ def test_transcripts_match_faster_whisper(onnx_engine: ow.OnnxWhisperEngine, fw_
     same = np.mean([r["same_words"] for r in rows])
     wer = sum(r["errors"] for r in rows) / sum(r["ref_words"] for r in rows)
     diffs = [d for r in rows for pair in r["time_diffs"] for d in pair]
+    probs = [p for r in rows for p in r["prob_diffs"]]
+    print(f"same words {same:.3f}, WER {wer:.4f}, time diff median {np.median(diffs):.3f} / p95 "
+          f"{np.percentile(diffs, 95):.3f} s, probability diff max {max(probs):.3f}")
     assert same >= 0.9 and wer <= 0.03, (same, wer)
     assert np.median(diffs) <= 0.02
     assert np.percentile(diffs, 95) <= INT8_MAX_TIME_DIFF
-    assert max(p for r in rows for p in r["prob_diffs"]) <= 0.15
+    assert max(probs) <= 0.2
 
 
 @pytest.mark.slow
-def test_float32_graphs_reproduce_faster_whisper_exactly(onnx_folder: Path, fw_engine, assets: Path) -> None:
-    """The float32 export (kept under float32/) gives faster-whisper's words, spelling and punctuation
+def test_float32_graphs_reproduce_faster_whisper_exactly(onnx_folder: Path, fw_float_engine, assets: Path) -> None:
+    """The float32 export (kept under float32/) gives faster-whisper's float32 words, spelling and punctuation
     included, on the Beckett recording, with word times within 0.06 s."""
     from mmdesk.training.whisper_onnx_export import compare
 
     e = ow.OnnxWhisperEngine(onnx_folder / "float32", device="cpu", threads=1)
     audio = _audio(assets / "media" / "beckett.wav")
-    ref, got = fw_engine.decode(audio, None).words, e.decode(audio, None).words
+    ref, got = fw_float_engine.decode(audio, None).words, e.decode(audio, None).words
     assert [w.text for w in got] == [w.text for w in ref]
     row = compare(list(ref), list(got))
     assert max(max(d) for d in row["time_diffs"]) <= FLOAT_MAX_TIME_DIFF

@@ -1,4 +1,4 @@
-"""The CTranslate2 model.bin reader (mmdesk.modelpack.ct2_int8) against files ctranslate2's own writer makes."""
+"""The CTranslate2 model.bin reader (mmdesk.modelpack.ct2_model_bin) against files ctranslate2's own writer makes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ctranslate2.specs import common_spec, model_spec
 
-from mmdesk.modelpack.ct2_int8 import read_model_bin, whisper_int8
+from mmdesk.modelpack.ct2_model_bin import read_model_bin
 
 
 class TinySpec(model_spec.ModelSpec):
@@ -63,10 +63,3 @@ def test_a_damaged_file_is_refused(tmp_path: Path, damage: str) -> None:
     path.write_bytes({"truncated": data[:-7], "trailing": data + b"\0", "version": b"\x05" + data[1:]}[damage])
     with pytest.raises(ValueError, match="truncated|bytes after|binary version"):
         read_model_bin(path)
-
-
-def test_only_whisper_models_are_requantized(tmp_path: Path) -> None:
-    (tmp_path / "tiny").mkdir()
-    saved(tmp_path / "tiny", None)
-    with pytest.raises(ValueError, match="not a WhisperSpec"):
-        whisper_int8(tmp_path / "tiny", tmp_path / "out")
