@@ -100,6 +100,7 @@ class SpeechEngine(Protocol):
 
     multilingual: bool
     choice: ModelChoice
+    device: str  # "cpu" or "cuda"
 
     def check_language(self, language: str | None) -> str | None: ...
 

@@ -645,6 +645,7 @@ class OnnxWhisperEngine:
                 raise MmdeskError("--device cuda: onnxruntime has no CUDA provider", "use --device auto or cpu")
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         self.folder = folder
+        self.device = "cuda" if providers[0] == "CUDAExecutionProvider" else "cpu"
         self._name = name or f"{folder.name} (onnx)"
         self.choice = choice or ModelChoice(str(folder), self._name)  # what records name as the model
         self.multilingual = False
