@@ -20,20 +20,21 @@ CLIP = "av/ravdess_actor05/01-01-04-01-01-01-05.mp4"  # 3.27 s, 640x360 H.264 29
 BIG_CLIP = "av/ravdess_actor05/01-01-03-01-01-02-05.mp4"  # 1280x720
 
 
-@pytest.fixture(scope="session")
-def clip(assets: Path) -> Path:
-    p = assets / CLIP
+def _asset(assets: Path, rel: str) -> Path:
+    p = assets / rel
     if not p.is_file():
         pytest.skip(f"{p} missing")
     return p
+
+
+@pytest.fixture(scope="session")
+def clip(assets: Path) -> Path:
+    return _asset(assets, CLIP)
 
 
 @pytest.fixture(scope="session")
 def big_clip(assets: Path) -> Path:
-    p = assets / BIG_CLIP
-    if not p.is_file():
-        pytest.skip(f"{p} missing")
-    return p
+    return _asset(assets, BIG_CLIP)
 
 
 ASOUNDRC = """
