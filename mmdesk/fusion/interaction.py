@@ -101,8 +101,11 @@ def classify(v: ValueTable, players: Sequence[str], target: str = "") -> Interac
                       f"No modality alone points to {label}; it appears only when they are combined.")
     if abs(total_interaction) <= ADDITIVE * scale:
         contributing = [m for m in players if abs(main[m]) >= NEGLIGIBLE]
+        # signed: an additive effect can also be evidence against (face -0.09 while the voice gives +0.88)
+        effects = ", ".join(f"{m} {main[m]:+.2f}" for m in sorted(contributing, key=lambda m: -abs(main[m])))
         return result("independence", "additive:" + ",".join(contributing),
-                      f"{_names(contributing).capitalize()} add separate evidence for {label}.")
+                      f"{_names(contributing).capitalize()} act on {label} separately: what each does alone "
+                      f"adds up ({effects}).")
     weak = [m for m in players if m not in strong]
     if weak:
         return result("modulation", f"modulates:{','.join(weak)}>{','.join(strong)}",

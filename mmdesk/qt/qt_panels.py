@@ -112,6 +112,8 @@ class AttributionPanel(QWidget):
         self.stack.setMouseEnabled(x=False, y=False)
         self.stack.hideButtons()
         self.stack.setLabel("left", "contribution")
+        # probabilities: pyqtgraph's automatic scale prefix turned the ticks into "500 (x0.001)"
+        self.stack.getAxis("left").enableAutoSIPrefix(False)
         self.stack.setMinimumHeight(90)
         # a zero rule instead of pyqtgraph's translucent grid (most of a repaint's cost, see the timeline)
         self.stack.addItem(pg.InfiniteLine(pos=0.0, angle=0, movable=False, pen=pg.mkPen(GRID_COLOR)))
