@@ -331,7 +331,7 @@ def export_float(folder: Path, out: Path) -> None:
     with torch.no_grad():
         cross = encoder(mel)[1:]
         prog = torch.onnx.export(encoder, (mel,), dynamo=True, input_names=names["encoder_in"],
-                                 output_names=names["encoder_out"], optimize=True, external_data=False)
+                                 output_names=names["encoder_out"], optimize=True, external_data=False, verbose=False)
         prog.save(str(out / ENCODER_FILE), external_data=False)
         _, heads, _, dh = cross[1].shape
         tokens = torch.tensor([[50257, 50363, 440]], dtype=torch.int64)
@@ -340,7 +340,7 @@ def export_float(folder: Path, out: Path) -> None:
         dynamic = ({1: steps}, (*({2: p} for _ in past), *(None for _ in cross)))
         prog = torch.onnx.export(
             decoder, (tokens, *past, *cross), dynamo=True, input_names=names["decoder_in"],
-            output_names=names["decoder_out"], dynamic_shapes=dynamic, optimize=True, external_data=False)
+            output_names=names["decoder_out"], dynamic_shapes=dynamic, optimize=True, external_data=False, verbose=False)
         prog.save(str(out / DECODER_FILE), external_data=False)
 
 
