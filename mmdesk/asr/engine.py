@@ -115,12 +115,15 @@ class WhisperEngine:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
-            frozen = getattr(sys, "frozen", False)
+            if getattr(sys, "frozen", False):
+                raise MmdeskError(
+                    f"the desktop bundle runs only the pack's Whisper model, not {choice.name!r} (that needs "
+                    "faster-whisper, which the bundle leaves out)",
+                    "leave --asr-model out, or install mmdesk with pip and `pip install 'mmdesk[faster-whisper]'`",
+                ) from None
             raise MmdeskError(
                 f"faster-whisper is not installed ({exc}): it runs Whisper models other than the pack's",
-                "the desktop bundle runs the pack's model only; for others install mmdesk with pip and "
-                "`pip install 'mmdesk[faster-whisper]'`" if frozen else
-                "pip install 'mmdesk[faster-whisper]' (or: pip install --no-deps faster-whisper==1.2.1 ctranslate2)",
+                "pip install 'mmdesk[faster-whisper]' and pip install --no-deps faster-whisper==1.2.1",
             ) from None
         self.choice = choice
         self.device = _ct2_device(device)

@@ -41,3 +41,17 @@ def test_a_tampered_folder_fails_verification(tamper, small_pack, capsys) -> Non
         verify_file(small_pack, "speech_to_text")
     assert main(["models", "verify", "--models", str(small_pack.directory)]) == 2
     assert "FAIL  speech_to_text" in capsys.readouterr().out
+
+
+def test_other_models_in_the_desktop_bundle_say_why(monkeypatch) -> None:
+    """The bundle leaves faster-whisper out: asking it for another model names the way to get one."""
+    import sys
+
+    from mmdesk.asr.engine import ModelChoice, open_engine
+    from mmdesk.errors import MmdeskError
+
+    monkeypatch.setitem(sys.modules, "faster_whisper", None)  # import fails, as in the bundle
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    with pytest.raises(MmdeskError, match="desktop bundle runs only the pack's Whisper model, not 'small'") as err:
+        open_engine(ModelChoice("small", "small"))
+    assert "mmdesk[faster-whisper]" in err.value.hint
