@@ -54,7 +54,9 @@ CONFIG_SEARCH = (
     "EmoDB folds 0.731 / 0.753, RAVDESS 0.283 / 0.286 (unchanged). Mean only: 0.736 / 0.744; "
     "standardised without mapping back (the gain and noise augmentation then act on the wrong scale): "
     "0.664 / 0.690. Not shipped: it needs per-speaker statistics at run time (a session's own running "
-    "band statistics) and a retrained fusion head, which reads this model's frames."
+    "band statistics) and a retrained fusion head, which reads this model's frames; and the gain depends on "
+    "what the statistics are taken from: EmoDB gives each speaker every emotion in equal measure, while a "
+    "session that is angry throughout would have its anger normalised away."
 )
 
 
