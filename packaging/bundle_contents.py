@@ -19,9 +19,12 @@ TRAINING_ONLY = ("torch", "torchvision", "torchaudio", "transformers", "onnx", "
                  "keras", "tensorflow", "pytest", "ruff", "jiwer")
 # Installed in the runtime environment (pyproject dependencies and what they pull in) or probed for by
 # bundled libraries, but never imported by mmdesk at run time. librosa + numba + llvmlite + scipy alone
-# would be ~250 MB: the runtime resamples with soxr and computes log-mel in numpy. hf_xet is
-# huggingface_hub's download accelerator; the bundle never downloads.
-NEVER_USED = ("librosa", "numba", "llvmlite", "scipy", "resampy", "samplerate", "hf_xet",
+# would be ~250 MB: the runtime resamples with soxr and computes log-mel in numpy. faster-whisper with
+# CTranslate2 (81 MB) and huggingface_hub run only Whisper models other than the pack's (an optional extra,
+# not in the runtime environment); left out by name too, so that a build environment that has them does not
+# ship them. hf_xet is huggingface_hub's download accelerator.
+NEVER_USED = ("librosa", "numba", "llvmlite", "scipy", "resampy", "samplerate", "hf_xet", "faster_whisper",
+              "ctranslate2", "huggingface_hub",
               "matplotlib", "IPython", "PyQt5", "PyQt6", "PySide2", "tkinter", "_tkinter", "cupy", "jax",
               "pandas", "sympy", "pyarrow")
 
