@@ -60,25 +60,12 @@ ENCODER_FILE, DECODER_FILE, CONFIG_FILE = "encoder.onnx", "decoder.onnx", "whisp
 
 
 # ---------------------------------------------------------------------------------------------- features
-def mel_filters(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = 80) -> np.ndarray:
-    """Slaney-style mel filterbank [n_mels, n_fft // 2 + 1], as Whisper (and faster-whisper) build it."""
-    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
-    mels = np.linspace(0.0, 45.245640471924965, n_mels + 2)  # mel(0 Hz) .. mel(8 kHz)
-    f_sp = 200.0 / 3
-    freqs = f_sp * mels
-    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
-    log_t = mels >= min_log_mel
-    freqs[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
-    fdiff = np.diff(freqs)
-    ramps = freqs[:, None] - fftfreqs[None, :]
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (freqs[2:n_mels + 2] - freqs[:n_mels]))[:, None]
-    return weights.astype(np.float32)
+def mel_filters(n_mels: int = 80) -> np.ndarray:
+    """Whisper's Slaney-style mel filterbank [n_mels, N_FFT // 2 + 1]: 0 Hz to Nyquist, as Whisper (and
+    faster-whisper) build it; the same construction as the voice model's bands."""
+    from mmdesk.perception.voice_features import mel_filterbank
 
-
-_FILTERS: dict[int, np.ndarray] = {}
+    return mel_filterbank(n_mels, 0.0, SAMPLE_RATE / 2, SAMPLE_RATE, N_FFT)
 
 
 def log_mel(audio: np.ndarray, n_mels: int = 80, padding: int = HOP) -> np.ndarray:
@@ -94,9 +81,7 @@ def log_mel(audio: np.ndarray, n_mels: int = 80, padding: int = HOP) -> np.ndarr
     window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
     spec = np.fft.rfft(frames * window, n=N_FFT, axis=-1).T.astype(np.complex64)
     power = np.abs(spec[:, :-1]) ** 2
-    if n_mels not in _FILTERS:
-        _FILTERS[n_mels] = mel_filters(n_mels=n_mels)
-    mel = _FILTERS[n_mels] @ power
+    mel = mel_filters(n_mels) @ power
     log_spec = np.log10(np.clip(mel, 1e-10, None))
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
     return (log_spec + 4.0) / 4.0

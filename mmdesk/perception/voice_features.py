@@ -102,23 +102,32 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
     return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
 
 
-@functools.lru_cache(maxsize=1)
-def _mel_basis() -> np.ndarray:
-    """The (N_MELS, N_FFT // 2 + 1) Slaney-normalised mel filterbank.
+@functools.lru_cache(maxsize=8)
+def mel_filterbank(n_mels: int, fmin: float, fmax: float, sample_rate: int = SAMPLE_RATE,
+                   n_fft: int = N_FFT) -> np.ndarray:
+    """A (n_mels, n_fft // 2 + 1) Slaney-normalised mel filterbank (read-only, cached): the voice model's
+    (:func:`_mel_basis`) and Whisper's (``mmdesk.asr.onnx_whisper``, 80 bands from 0 Hz).
 
-    The same numbers as ``librosa.filters.mel`` with these constants (a test compares them), in numpy:
+    The same numbers as ``librosa.filters.mel`` (htk=False, norm="slaney"; a test compares them), in numpy:
     librosa's first call costs ~2 s per process (and ~20 s in a new environment while numba
     compiles), which the desktop app would pay at every start.
     """
-    fft_freqs = np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(FMIN), _hz_to_mel(FMAX), N_MELS + 2))
+    fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
     fdiff = np.diff(mel_f)
     ramps = mel_f[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]
     upper = ramps[2:] / fdiff[1:, None]
     weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_f[2 : N_MELS + 2] - mel_f[:N_MELS]))[:, None]
-    return weights.astype(np.float32)
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    weights = weights.astype(np.float32)
+    weights.flags.writeable = False  # shared by every caller
+    return weights
+
+
+def _mel_basis() -> np.ndarray:
+    """The voice model's (N_MELS, N_FFT // 2 + 1) filterbank, FMIN..FMAX."""
+    return mel_filterbank(N_MELS, FMIN, FMAX)
 
 
 @functools.lru_cache(maxsize=1)
