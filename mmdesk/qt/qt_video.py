@@ -172,22 +172,23 @@ class ClipPlayer(QObject):
 
     # -- engine thread: leave it in the mailbox, wake the GUI thread once -------------------------
     def _post_frame(self, frame: Frame) -> None:
-        with self._mail_lock:
-            self._mail_frame = frame
-            wake, self._woken = not self._woken, True
-        if wake:
-            self._wake.emit()
+        self._leave(frame=frame)
 
     def _post_position(self, t: float) -> None:
-        with self._mail_lock:
-            self._mail_position = t
-            wake, self._woken = not self._woken, True
-        if wake:
-            self._wake.emit()
+        self._leave(position=t)
 
     def _post(self, kind: str, value: object) -> None:
+        self._leave(event=(kind, value))
+
+    def _leave(self, *, frame: Frame | None = None, position: float | None = None,
+               event: tuple[str, object] | None = None) -> None:
         with self._mail_lock:
-            self._mail_events.append((kind, value))
+            if frame is not None:
+                self._mail_frame = frame
+            if position is not None:
+                self._mail_position = position
+            if event is not None:
+                self._mail_events.append(event)
             wake, self._woken = not self._woken, True
         if wake:
             self._wake.emit()
