@@ -5,7 +5,8 @@ is already in it. :class:`OnnxWhisperEngine` has :class:`mmdesk.asr.engine.Whisp
 (``decode(audio16k_float32, language) -> Decoded``) and reproduces what faster-whisper does for mmdesk's
 settings (greedy, ``word_timestamps=True``, temperatures (0.0, 0.4, 0.8), no previous-text prompt, no VAD):
 
-* log-mel features: faster-whisper's ``FeatureExtractor`` in numpy (:func:`log_mel`);
+* log-mel features: faster-whisper's ``FeatureExtractor`` in numpy
+  (``mmdesk.perception.voice_features.whisper_logmel``, which the voice emotion model reads too);
 * the 30 s window loop of ``WhisperModel.generate_segments`` (seek, no-speech skip, segments split at
   timestamp tokens, the seek moved to the last word's end);
 * ``generate_with_fallback``: greedy at 0.0, sampled (best of 5) at 0.4 / 0.8 when the gzip compression
@@ -39,6 +40,7 @@ import numpy as np
 from mmdesk.asr.engine import FALLBACK_TEMPERATURES, Decoded, ModelChoice
 from mmdesk.asr.types import Word
 from mmdesk.errors import MmdeskError, ModelError
+from mmdesk.perception.voice_features import whisper_logmel as log_mel
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -60,33 +62,6 @@ ENCODER_FILE, DECODER_FILE, CONFIG_FILE = "encoder.onnx", "decoder.onnx", "whisp
 
 
 # ---------------------------------------------------------------------------------------------- features
-def mel_filters(n_mels: int = 80) -> np.ndarray:
-    """Whisper's Slaney-style mel filterbank [n_mels, N_FFT // 2 + 1]: 0 Hz to Nyquist, as Whisper (and
-    faster-whisper) build it; the same construction as the voice model's bands."""
-    from mmdesk.perception.voice_features import mel_filterbank
-
-    return mel_filterbank(n_mels, 0.0, SAMPLE_RATE / 2, SAMPLE_RATE, N_FFT)
-
-
-def log_mel(audio: np.ndarray, n_mels: int = 80, padding: int = HOP) -> np.ndarray:
-    """Whisper's log-mel spectrogram [n_mels, frames] of 16 kHz audio (``padding`` zero samples appended),
-    computed as faster-whisper's ``FeatureExtractor.__call__``: centred reflect-padded STFT (Hann 400, hop
-    160), power, mel, log10 floored at 1e-10 and at max - 8, then (x + 4) / 4."""
-    x = np.asarray(audio, dtype=np.float32)
-    if padding:
-        x = np.pad(x, (0, padding))
-    x = np.pad(x, (N_FFT // 2, N_FFT // 2), mode="reflect")
-    n = 1 + (len(x) - N_FFT) // HOP
-    frames = np.lib.stride_tricks.as_strided(x, (n, N_FFT), (HOP * x.strides[0], x.strides[0]))
-    window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
-    spec = np.fft.rfft(frames * window, n=N_FFT, axis=-1).T.astype(np.complex64)
-    power = np.abs(spec[:, :-1]) ** 2
-    mel = mel_filters(n_mels) @ power
-    log_spec = np.log10(np.clip(mel, 1e-10, None))
-    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
-    return (log_spec + 4.0) / 4.0
-
-
 def pad_or_trim(features: np.ndarray, length: int = N_FRAMES) -> np.ndarray:
     if features.shape[-1] > length:
         return features[..., :length]

@@ -32,24 +32,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="target", metavar="MODEL")
     sub.required = True
 
-    v = sub.add_parser("voice", help="voice emotion CNN on EmoDB + RAVDESS (LOSO evaluation, ONNX export)",
-                       description="Train the voice emotion CNN on EmoDB + RAVDESS speech, evaluate it "
-                       "leave-one-speaker-out, train the final model on all data and export it to ONNX.")
+    v = sub.add_parser("voice", help="voice emotion head on Whisper's encoder, EmoDB + RAVDESS (LOSO evaluation)",
+                       description="Fit the voice emotion head (logistic regression on Whisper tiny.en's pooled "
+                       "layer-2 states) to EmoDB + RAVDESS speech, evaluate it leave-one-speaker-out, fit the final "
+                       "head on all data and check its ONNX export; `mmdesk models build` then builds the model.")
     v.add_argument("--emodb", metavar="DIR", default=_default(DEFAULT_EMODB),
                    help="EmoDB wav folder (SSTTTEV.wav files; default: ../shared/assets/voice/emodb/wav if present)")
     v.add_argument("--ravdess", metavar="DIR", default=_default(DEFAULT_RAVDESS),
                    help="RAVDESS speech folder (03-*.wav; default: ../shared/assets/voice/ravdess_actor05 if present)")
     v.add_argument("--no-ravdess", action="store_true", help="train on EmoDB only")
     v.add_argument("--out", metavar="DIR", default=str(DEFAULT_OUT), help="output folder (default: models/)")
-    v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--epochs", type=int, default=None, help="epochs per training run (default: the recipe's)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the augmented copies")
     v.add_argument("--no-loso", action="store_true", help="skip the leave-one-speaker-out evaluation")
     v.add_argument("--cache", metavar="DIR", default=None, help="feature cache folder (default: user cache)")
-    v.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="where to train (default auto: the GPU when torch sees one)")
-    v.add_argument("--weights", metavar="PT", default=None,
-                   help="finish from a checkpoint of the same training run elsewhere (fit_voice on a GPU machine): "
-                   "export, check and write the files without training again")
 
     f = sub.add_parser("face", help="face expression ResNet on FER2013 train (val measurement, ONNX export)",
                        description="Train the face expression net on FER2013 train (10% held out as dev), "
@@ -141,7 +136,8 @@ def _command_line(args: argparse.Namespace) -> str:
             parts += ["--irony", args.irony]
     if Path(args.out).resolve() != DEFAULT_OUT.resolve():
         parts += ["--out", args.out]
-    parts += ["--seed", str(args.seed)] + (["--epochs", str(args.epochs)] if args.epochs is not None else [])
+    epochs = getattr(args, "epochs", None)
+    parts += ["--seed", str(args.seed)] + (["--epochs", str(epochs)] if epochs is not None else [])
     if getattr(args, "lr", None) is not None:
         parts += ["--lr", str(args.lr)]
     if getattr(args, "search", False):
@@ -189,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         from mmdesk.commands import train_fusion
 
         return train_fusion.run(args, log=_log)
-    if args.epochs is not None and args.epochs < 1:
+    if getattr(args, "epochs", None) is not None and args.epochs < 1:
         raise MmdeskError(f"--epochs must be at least 1, got {args.epochs}")
     out = Path(args.out).expanduser()
     t0 = time.perf_counter()
@@ -198,10 +194,8 @@ def run(args: argparse.Namespace) -> int:
         ravdess = None if args.no_ravdess else _need_dir(args.ravdess, "--ravdess", "RAVDESS speech")
         from mmdesk.training.voice import train_voice
 
-        meta = train_voice(emodb, ravdess, out, seed=args.seed, epochs=args.epochs, run_loso=not args.no_loso,
-                           command=_command_line(args), log=_log,
-                           cache_dir=Path(args.cache) if args.cache else None, device=args.device,
-                           weights=_weights(args.weights))
+        meta = train_voice(emodb, ravdess, out, seed=args.seed, run_loso=not args.no_loso,
+                           command=_command_line(args), log=_log, cache_dir=Path(args.cache) if args.cache else None)
         lo = meta["metrics"].get("loso")
         if lo:
             _log(f"voice emotion: LOSO mean accuracy {lo['mean_accuracy']:.3f}, UAR {lo['mean_uar']:.3f} "

