@@ -173,7 +173,9 @@ def whisper_logmel(audio: np.ndarray, n_mels: int = N_MELS, padding: int = HOP) 
     frames = np.lib.stride_tricks.as_strided(x, (n, N_FFT), (HOP * x.strides[0], x.strides[0]))
     spec = np.fft.rfft(frames * _hann(), n=N_FFT, axis=-1).T.astype(np.complex64)
     power = np.abs(spec[:, :-1]) ** 2
-    mel = whisper_mel_filters(n_mels) @ power
+    # float64 product: a float32 one varies in its last bit with the BLAS thread count, and the voice
+    # model's int8 MatMuls (activations quantized at run time) can turn that into 1e-3 in a probability
+    mel = (whisper_mel_filters(n_mels).astype(np.float64) @ power.astype(np.float64)).astype(np.float32)
     log_spec = np.log10(np.clip(mel, 1e-10, None))
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0).astype(np.float32)
