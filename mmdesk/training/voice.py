@@ -528,7 +528,7 @@ def _card(meta: dict[str, Any]) -> str:
     ]
     for spk, f in lo["folds"].items():
         lines.append(f"| {spk} | {f['n']} | {f['accuracy']:.3f} | {f['uar']:.3f} |")
-    cached = " (from the feature cache)" if tr["features_from_cache"] else ""
+    cached = " (from the feature cache; about 40 s when computed)" if tr["features_from_cache"] else ""
     lines += [
         f"| **mean of 9 folds** | | **{lo['mean_accuracy']:.3f}** | **{lo['mean_uar']:.3f}** |",
         f"| **mean of the 8 EmoDB folds** | | **{lo['emodb_mean_accuracy']:.3f}** | **{lo['emodb_mean_uar']:.3f}** |",
