@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmdesk.core.calibration import temperature_scale
 from mmdesk.core.labels import LABELS
 from mmdesk.errors import ModelError
 from mmdesk.fusion.attribution import MODALITIES, Attribution, attribute, subsets
@@ -68,12 +69,22 @@ class FusionHead:
         self.dims: dict[str, int] = {m: int(entry.preprocessing["dims"][m]) for m in MODALITIES}
         self.trained_with: dict[str, str] = dict(entry.preprocessing.get("trained_with", {}))
         self.trained_on: str = str(entry.preprocessing.get("trained_on", ""))
+        # fitted on the held-out sarcasm texts (fusion card); 1.0 for heads from before it
+        self.sarcasm_temperature = float(entry.preprocessing.get("sarcasm_temperature", 1.0))
+        if not np.isfinite(self.sarcasm_temperature) or self.sarcasm_temperature <= 0:
+            raise ModelError(f"the fusion head's sarcasm temperature {self.sarcasm_temperature} is unusable",
+                             "run `mmdesk train fusion` or rebuild the pack")
         self._empty_out: tuple[np.ndarray, np.ndarray] | None = None
         stale = [role for role, ident in self.trained_with.items()
                  if role in manifest.entries and encoder_identity(manifest.entries[role]) != ident]
         if stale:
             raise ModelError(f"the fusion head was trained on other versions of {', '.join(stale)} than this "
                              "model pack holds: run `mmdesk train fusion` to retrain it on these encoders")
+
+    def _calibrated(self, sarcasm: np.ndarray) -> np.ndarray:
+        if self.sarcasm_temperature == 1.0:
+            return sarcasm
+        return temperature_scale(sarcasm, self.sarcasm_temperature).astype(np.float32)
 
     def _empty(self) -> tuple[np.ndarray, np.ndarray]:
         """The head's output with nothing shown (only the null tokens): the attribution baseline."""
@@ -83,7 +94,7 @@ class FusionHead:
                 feeds[m] = np.zeros((1, 1, self.dims[m]), np.float32)
                 feeds[f"{m}_mask"] = np.zeros((1, 1), np.float32)
             emotion, sarcasm, _ = self.model.run(feeds)
-            self._empty_out = (emotion, sarcasm)
+            self._empty_out = (emotion, self._calibrated(sarcasm))
         return self._empty_out
 
     def fuse(self, tokens: dict[str, np.ndarray | None],
@@ -109,6 +120,7 @@ class FusionHead:
             mask[[i for i, s in enumerate(rows) if m in s]] = 1.0
             feeds[f"{m}_mask"] = mask
         emotion, sarcasm, attention = self.model.run(feeds)
+        sarcasm = self._calibrated(sarcasm)  # before attribution: the Shapley values split what is shown
         empty = self._empty()
         rows = [frozenset(), *rows]
         emotion = np.concatenate([empty[0], emotion])

@@ -1,5 +1,6 @@
 """Sarcasm from text + context: the pack's fine-tuned MiniLM (ONNX) gives P(sarcastic) for an utterance
-given the line said just before it (from subtitles or ASR; no speaker names)."""
+given the line said just before it (from subtitles or ASR; no speaker names), temperature-scaled as its
+json says (fitted on out-of-fold predictions: the raw model is far too sure of itself)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mmdesk.core.calibration import temperature_scale
+from mmdesk.errors import ModelError
 from mmdesk.inference.manifest import Manifest, verify_file
 from mmdesk.inference.runtime import OnnxModel, open_model
 from mmdesk.perception.text_pairs import (
@@ -33,6 +36,11 @@ class Sarcasm:
         self.context_mode = str(pre.get("context", "last"))  # what it was trained with: none, last or all
         self.uses_context = self.context_mode != "none"
         self.threshold = float(pre.get("threshold", 0.5))
+        # fitted on out-of-fold predictions (models/cards/sarcasm.md); 1.0 for packs from before it
+        self.temperature = float(pre.get("temperature", 1.0))
+        if not np.isfinite(self.temperature) or self.temperature <= 0:
+            raise ModelError(f"sarcasm model {self.model.path} has an unusable temperature {self.temperature}",
+                             "rebuild the pack with `mmdesk models build`")
         self.positive = list(entry.labels).index(pre.get("positive_label", "sarcastic"))
         self.tokenizer = plain_tokenizer(str(verify_file(manifest, pre.get("tokenizer_role", "text_tokenizer"))))
         self._cache: collections.OrderedDict[tuple[str, str], float] = collections.OrderedDict()
@@ -52,7 +60,8 @@ class Sarcasm:
         if todo:
             ids, mask = pad_batch([self.ids(utterances[i], contexts[i]) for i in todo])
             (probs,) = self.model.run({"input_ids": ids, "attention_mask": mask})[:1]
-            out[todo] = probs[:, self.positive]
+            p = probs[:, self.positive]
+            out[todo] = p if self.temperature == 1.0 else temperature_scale(p, self.temperature)
         return out
 
     def predict(self, utterance: str, context: str = "") -> float:

@@ -34,6 +34,7 @@ from mmdesk.training.fusion_train import (
     TrainSettings,
     evaluate,
     evaluate_aligned,
+    held_out_sarcasm,
     train,
 )
 
@@ -113,6 +114,7 @@ def train_fusion(manifest: Manifest, data: FusionData, out_dir: Path, cache: Pat
                  width: int = 64, command: str = "mmdesk train fusion", log: Callable[[str], None] = print) -> dict:
     import torch
 
+    from mmdesk.core.calibration import calibration_record
     from mmdesk.training.export_common import atomic_write_json, onnx_io_specs
     from mmdesk.training.fusion_export import export_fusion
     from mmdesk.training.fusion_model import INPUT_NAMES, FusionConfig
@@ -127,6 +129,9 @@ def train_fusion(manifest: Manifest, data: FusionData, out_dir: Path, cache: Pat
     torch.set_num_threads(max(1, torch.get_num_threads()))
     head, train_info = train(tr, config, settings, log)
     metrics = evaluate(head, va)
+    # the runtime divides the sarcasm logit by this (decisions at 0.5 stay): the head is overconfident
+    sarcasm_calibration = calibration_record(*held_out_sarcasm(head, va), "the held-out sarcasm texts")
+    log(f"  sarcasm calibration: temperature {sarcasm_calibration['temperature']:.2f}")
     if va.aligned:
         metrics["aligned_held_out"] = evaluate_aligned(head, va.aligned)
     for k, v in metrics.items():
@@ -157,9 +162,10 @@ def train_fusion(manifest: Manifest, data: FusionData, out_dir: Path, cache: Pat
             "dims": dims,
             "trained_with": {r: encoder_identity(manifest.entry(r)) for r in ENCODERS},
             "trained_on": TRAINED_ON,
+            "sarcasm_temperature": sarcasm_calibration["temperature"],
         },
         "config": config.to_dict(),
-        "metrics": {"held_out_label_paired": metrics},
+        "metrics": {"held_out_label_paired": metrics, "sarcasm_calibration": sarcasm_calibration},
         "training": {
             "settings": {k: v for k, v in asdict(settings).items()},
             "banks": counts,

@@ -202,18 +202,27 @@ def evaluate(head: FusionHead, banks: Banks, seed: int = 1, per_label: int = 150
             y_pred = probs.numpy().argmax(-1)
             out[key] = {"accuracy": round(accuracy(y_true, y_pred), 4),
                         "uar": round(uar(y_true, y_pred, N), 4), "n": len(usable)}
-        sb = banks.sarcasm
-        x, mask = _pad([sb.item(i) for i in range(len(sb))], dims["text"])
-        empty = {m: _pad([None] * len(sb), dims[m]) for m in ("face", "voice")}
+    sarc, true = held_out_sarcasm(head, banks)
+    pred = (sarc >= 0.5).astype(int)
+    tp = int(((pred == 1) & (true == 1)).sum())
+    f1 = 2 * tp / max(1, int(pred.sum()) + int(true.sum()))
+    out["sarcasm_text"] = {"f1": round(f1, 4), "accuracy": round(float((pred == true).mean()), 4), "n": len(true)}
+    return out
+
+
+def held_out_sarcasm(head: FusionHead, banks: Banks) -> tuple[np.ndarray, np.ndarray]:
+    """The head's P(sarcastic) for every held-out sarcasm text shown alone, and the labels."""
+    import torch
+
+    dims = {m: getattr(banks, m).tokens.shape[1] for m in MODALITIES}
+    sb = banks.sarcasm
+    x, mask = _pad([sb.item(i) for i in range(len(sb))], dims["text"])
+    empty = {m: _pad([None] * len(sb), dims[m]) for m in ("face", "voice")}
+    with torch.no_grad():
         _, sarc, _ = head(torch.from_numpy(empty["face"][0]), torch.from_numpy(empty["face"][1]),
                           torch.from_numpy(empty["voice"][0]), torch.from_numpy(empty["voice"][1]),
                           torch.from_numpy(x), torch.from_numpy(mask))
-        pred = (sarc.numpy() >= 0.5).astype(int)
-        true = sb.labels
-        tp = int(((pred == 1) & (true == 1)).sum())
-        f1 = 2 * tp / max(1, int(pred.sum()) + int(true.sum()))
-        out["sarcasm_text"] = {"f1": round(f1, 4), "accuracy": round(float((pred == true).mean()), 4), "n": len(sb)}
-    return out
+    return sarc.numpy().astype(np.float64), np.asarray(sb.labels)
 
 
 def evaluate_aligned(head: FusionHead, examples: list) -> dict[str, object]:

@@ -222,6 +222,20 @@ def train_sarcasm(mustard: Path, irony_dir: Path | None, out: Path, *, encoder: 
         },
         "command": command,
     }
+    add_calibration(meta, y, chosen["oof"])
+    log(f"calibration: temperature {meta['preprocessing']['temperature']:.2f} (out-of-fold NLL "
+        f"{meta['metrics']['calibration']['nll_before']:.3f} -> {meta['metrics']['calibration']['nll_after']:.3f})")
     atomic_write_json(out / SIDECAR, meta)
     log(f"wrote {out / ADAPTERS} and {out / SIDECAR}")
     return meta
+
+
+def add_calibration(meta: dict[str, Any], y: np.ndarray, oof: np.ndarray) -> None:
+    """Temperature scaling fitted on the cross-validated out-of-fold P(sarcastic) (``mmdesk.core.calibration``):
+    the runtime divides the model's logit by ``preprocessing.temperature``; decisions at 0.5 do not change."""
+    from mmdesk.core.calibration import calibration_record
+
+    ok = ~np.isnan(oof)
+    record = calibration_record(np.asarray(oof)[ok], np.asarray(y)[ok], "the 5-fold out-of-fold predictions")
+    meta["preprocessing"]["temperature"] = record["temperature"]
+    meta["metrics"]["calibration"] = record

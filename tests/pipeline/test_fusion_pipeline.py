@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mmdesk.core.labels import LABELS
+from mmdesk.errors import ModelError
 from mmdesk.fusion.attribution import MODALITIES
 from mmdesk.fusion.interaction import TYPES
 
@@ -142,3 +143,34 @@ def test_a_head_trained_on_other_encoders_is_refused_with_the_fix(manifest) -> N
     analyzer = Analyzer(stale, AnalyzerSettings(device="cpu"))
     assert analyzer.fusion is None and "face_expression" in analyzer.fusion_problem
     assert analyzer.fusion_info() == {"available": False, "problem": analyzer.fusion_problem}
+
+
+def test_sarcasm_is_temperature_scaled_before_attribution(analysed, manifest) -> None:
+    """The head's sarcasm logit is divided by the temperature in its json (fitted on held-out sarcasm
+    texts, > 1: the raw head is overconfident); every subset's value is, so the Shapley shares still add
+    up to the shown value minus the baseline, and a head without the field is left as it is."""
+    from mmdesk.core.calibration import temperature_scale
+    from mmdesk.fusion.head import FusionHead
+    from mmdesk.inference.manifest import Manifest
+
+    analyzer, results, records, tokens = analysed
+    head = analyzer.fusion
+    t = manifest.entries["fusion"].preprocessing["sarcasm_temperature"]
+    assert head.sarcasm_temperature == t > 1
+    fusion = manifest.entries["fusion"]
+    raw_pre = {k: v for k, v in fusion.preprocessing.items() if k != "sarcasm_temperature"}
+    raw_manifest = Manifest(manifest.directory, {**manifest.entries,
+                                                 "fusion": dataclasses.replace(fusion, preprocessing=raw_pre)},
+                            manifest.built)
+    raw_head = FusionHead(raw_manifest, "cpu")
+    assert raw_head.sarcasm_temperature == 1.0
+    i = max(range(len(records)), key=lambda k: sum(records[k][m]["present"] for m in MODALITIES))
+    cal, raw = head.fuse(tokens[i]), raw_head.fuse(tokens[i])
+    assert cal.sarcasm == pytest.approx(float(temperature_scale(raw.sarcasm, t)), abs=1e-5)
+    assert abs(cal.sarcasm - 0.5) <= abs(raw.sarcasm - 0.5) + 1e-6 and (cal.sarcasm >= 0.5) == (raw.sarcasm >= 0.5)
+    a = cal.sarcasm_attribution
+    assert sum(a.values.values()) == pytest.approx(a.full - a.baseline, abs=1e-4)
+    assert a.full == pytest.approx(cal.sarcasm, abs=1e-6)
+    with pytest.raises(ModelError, match="temperature"):
+        bad = dataclasses.replace(fusion, preprocessing={**fusion.preprocessing, "sarcasm_temperature": 0})
+        FusionHead(Manifest(manifest.directory, {**manifest.entries, "fusion": bad}, manifest.built), "cpu")

@@ -79,6 +79,8 @@ def test_train_fusion_writes_a_checked_model_with_its_provenance(mini, pack_dir:
     assert side["preprocessing"]["dims"] == {"face": 128, "voice": 384, "text": 384}
     assert side["preprocessing"]["trained_with"] == {r: encoder_identity(manifest.entry(r)) for r in ENCODERS}
     assert "label-paired" in side["preprocessing"]["trained_on"]
+    cal = side["metrics"]["sarcasm_calibration"]  # fitted on the held-out sarcasm texts, applied at run time
+    assert side["preprocessing"]["sarcasm_temperature"] == cal["temperature"] > 0 and cal["nll_after"] <= cal["nll_before"]
     assert side["training"]["onnx_max_abs_diff_vs_torch"] < 1e-4
     assert side["training"]["banks"]["face"] == 21  # 3 per label
     (key, aligned), = side["training"]["aligned"].items()

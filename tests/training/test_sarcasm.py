@@ -110,6 +110,42 @@ def test_recorded_cv_figure_matches_the_stored_out_of_fold_predictions(meta, mus
     assert abs(f1 - meta["metrics"]["cv5"]["f1"]) < 1e-3
 
 
+def test_recorded_calibration_is_refitted_from_the_stored_predictions(meta, mustard):
+    """The temperature in the json is the one the stored out-of-fold predictions give, and it makes them
+    calibrated: every bin's mean probability within 0.06 of its sarcastic rate, NLL below a coin's."""
+    from mmdesk.core.calibration import (
+        fit_temperature,
+        nll,
+        reliability,
+        temperature_scale,
+    )
+
+    cv = meta["metrics"]["cv_predictions"]["p_sarcastic"]
+    y = np.array([it.label for it in mustard])
+    p = np.array([cv[it.key()][1] for it in mustard])
+    t = fit_temperature(p, y)
+    assert t == pytest.approx(meta["preprocessing"]["temperature"], rel=1e-3) and t > 2  # far too sure raw
+    q = temperature_scale(p, t)
+    assert nll(q, y) < np.log(2) < nll(p, y)
+    assert ((q >= 0.5) == (p >= 0.5)).all()  # no decision changes
+    for row in reliability(q, y):
+        if row["n"] >= 30:
+            assert abs(row["mean_p"] - row["positive_rate"]) < 0.06, row
+    assert meta["metrics"]["calibration"]["reliability_after"] == reliability(q, y)
+
+
+def test_temperature_fit_recovers_a_known_overconfidence():
+    from mmdesk.core.calibration import fit_temperature, temperature_scale
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2, 20_000)
+    y = (rng.random(z.size) < 1 / (1 + np.exp(-z))).astype(int)  # calibrated at T = 1 on logit z
+    for t_true in (0.5, 1.0, 4.0):
+        over = temperature_scale(1 / (1 + np.exp(-z)), 1 / t_true)  # logits multiplied by t_true
+        assert fit_temperature(over, y) == pytest.approx(t_true, rel=0.08)
+    assert temperature_scale(0.5, 7.0) == pytest.approx(0.5)
+
+
 @pytest.fixture(scope="module")
 def torch_model(pack_dir):
     pytest.importorskip("torch")
@@ -145,6 +181,7 @@ def test_runtime_class(manifest, mustard):
 
     model = Sarcasm(manifest, "cpu")
     assert model.context_mode == "last" and model.uses_context
+    assert model.temperature == manifest.entry("sarcasm").preprocessing["temperature"] > 1
     utts = [it.utterance for it in mustard[:6]]
     ctxs = [it.context[-1] for it in mustard[:6]]
     batch = model.predict_batch(utts, ctxs)
@@ -155,6 +192,13 @@ def test_runtime_class(manifest, mustard):
     assert 0 <= model.predict("x" * 100_000, "y" * 100_000) <= 1  # long text is cut, not an error
     with pytest.raises(ValueError):
         model.predict_batch(["a", "b"], ["c"])
+    # the answer is the graph's P(sarcastic) with its logit divided by the temperature: same side of 0.5
+    from mmdesk.core.calibration import temperature_scale
+
+    raw = np.concatenate([model.model.run(dict(zip(("input_ids", "attention_mask"), pad_batch([model.ids(u, c)]))))[0]
+                          for u, c in zip(utts, ctxs)])[:, 1]
+    np.testing.assert_allclose(batch, temperature_scale(raw, model.temperature), atol=1e-4)
+    assert ((batch >= 0.5) == (raw >= 0.5)).all() and np.all(np.abs(batch - 0.5) <= np.abs(raw - 0.5) + 1e-6)
 
 
 @pytest.mark.slow
