@@ -1,4 +1,4 @@
-"""Voice emotion: log-mel features (numpy, equal to librosa's) → the project's trained CNN (ONNX)."""
+"""Voice emotion: Whisper's log-mel (numpy) → Whisper tiny.en's first encoder layers + the project's head (ONNX)."""
 
 from __future__ import annotations
 
@@ -26,11 +26,12 @@ class VoiceEmotion:
         frames = next((o for o in entry.outputs if o.name == "frames"), None)
         # the fusion head reads these; None for packs built before the model had the output
         self.frames_dim: int | None = int(frames.shape[-1]) if frames is not None else None
-        # input log-mel frames per output step (each step covers time_stride * 10 ms)
+        # input log-mel frames (10 ms) per `frames` step
         self.time_stride: int | None = int(self.preprocessing.get("time_stride_frames", 0)) or None
 
     def features(self, samples: np.ndarray) -> np.ndarray:
-        """(1, n_mels, frames) log-mel of 16 kHz mono samples, prepared exactly as in training."""
+        """(1, 80, frames) Whisper log-mel of 16 kHz mono samples (at most 30 s), prepared exactly as in
+        training."""
         return voice_features.features_for_model(samples, self.preprocessing)
 
     def predict_features(self, feats: np.ndarray) -> np.ndarray:

@@ -106,15 +106,13 @@ class WhisperVoiceNet(nn.Module):
         self.register_buffer("bias", torch.zeros(N_LABELS))
 
     def trunk(self, logmel: torch.Tensor) -> torch.Tensor:
-        from mmdesk.training.whisper_onnx_export import _attend
+        from mmdesk.training.whisper_onnx_export import encoder_layer
 
         x = nn.functional.gelu(self.conv1(logmel))
         x = nn.functional.gelu(self.conv2(x)).permute(0, 2, 1)
         x = x + self.positions[: x.shape[1]]
         for layer in self.layers:
-            h = layer.self_attn_layer_norm(x)
-            x = x + _attend(layer.self_attn, h, h, self.heads, None)[0]
-            x = x + layer.fc2(nn.functional.gelu(layer.fc1(layer.final_layer_norm(x))))
+            x = encoder_layer(layer, x, self.heads)
         return x
 
     @staticmethod

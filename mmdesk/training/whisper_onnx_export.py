@@ -174,9 +174,7 @@ def _torch_modules() -> tuple[Any, Any]:
             x = nn.functional.gelu(e.conv2(x)).permute(0, 2, 1)
             x = x + e.embed_positions.weight[: x.shape[1]]
             for layer in e.layers:
-                h = layer.self_attn_layer_norm(x)
-                x = x + _attend(layer.self_attn, h, h, self.heads, None)[0]
-                x = x + layer.fc2(nn.functional.gelu(layer.fc1(layer.final_layer_norm(x))))
+                x = encoder_layer(layer, x, self.heads)
             x = e.layer_norm(x)
             kv: list[torch.Tensor] = []
             for layer in self.dec_layers:
@@ -212,7 +210,7 @@ def _torch_modules() -> tuple[Any, Any]:
             qk = {}
             for i, layer in enumerate(d.layers):
                 h = layer.self_attn_layer_norm(x)
-                out, k, v = _attend(layer.self_attn, h, h, self.heads, mask, self_kv[2 * i], self_kv[2 * i + 1])
+                out, k, v = attend(layer.self_attn, h, h, self.heads, mask, self_kv[2 * i], self_kv[2 * i + 1])
                 new_kv += [k, v]
                 x = x + out
                 h = layer.encoder_attn_layer_norm(x)
@@ -235,7 +233,16 @@ def _split(x: Any, heads: int) -> Any:
     return x.reshape(b, t, heads, d // heads).transpose(1, 2)
 
 
-def _attend(attn: Any, q_in: Any, kv_in: Any, heads: int, mask: Any, past_k: Any = None, past_v: Any = None):
+def encoder_layer(layer: Any, x: Any, heads: int) -> Any:
+    """One pre-norm Whisper encoder layer (``WhisperEncoderLayer``'s weights) with explicit attention."""
+    from torch import nn
+
+    h = layer.self_attn_layer_norm(x)
+    x = x + attend(layer.self_attn, h, h, heads, None)[0]
+    return x + layer.fc2(nn.functional.gelu(layer.fc1(layer.final_layer_norm(x))))
+
+
+def attend(attn: Any, q_in: Any, kv_in: Any, heads: int, mask: Any, past_k: Any = None, past_v: Any = None):
     import torch
 
     q = _split(attn.q_proj(q_in), heads) * (q_in.shape[-1] // heads) ** -0.5
