@@ -43,6 +43,21 @@ def test_doctor_fails_on_a_tampered_pack(tmp_path, capsys, pack_dir) -> None:
     assert "voice_emotion.onnx" in out and "does not match the manifest" in out and "status: BROKEN" in out
 
 
+def test_doctor_names_a_voice_model_from_an_older_pack(tmp_path, capsys, pack_dir) -> None:
+    """The files verify, but the voice entry asks for the log-mel CNN's features: doctor says so, as analyze
+    would, instead of reporting ok."""
+    pack = tmp_path / "pack"
+    shutil.copytree(pack_dir, pack)
+    manifest = json.loads((pack / "manifest.json").read_text(encoding="utf-8"))
+    entries = manifest["models"]
+    entries["voice_emotion"]["preprocessing"] = {k: v for k, v in entries["voice_emotion"]["preprocessing"].items()
+                                                 if k != "kind"}
+    (pack / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    assert main(["doctor", "--models", str(pack), "--no-devices"]) == 1
+    out = capsys.readouterr().out
+    assert "voice_emotion" in out and "log-mel CNN" in out and "mmdesk models build" in out and "status: BROKEN" in out
+
+
 def test_analyze_refuses_a_tampered_model_naming_it(tmp_path, capsys, assets, pack_dir) -> None:
     pack = tmp_path / "pack"
     shutil.copytree(pack_dir, pack)
