@@ -102,3 +102,17 @@ def test_unusable_yunet_is_a_clear_model_error(tmp_path, pack_dir) -> None:
         FaceDetector(load_manifest(pack), device="cpu")
     msg = err.value.one_line()
     assert "face_detector.onnx" in msg and "mmdesk models build" in msg
+
+
+def test_crop_scale_is_fer2013_framing(assets, manifest) -> None:
+    """CROP_SCALE is measured, not chosen: YuNet on FER2013 val faces puts its box at 1 / CROP_SCALE of the
+    image (the models' training framing), centred. A detector or constant change that breaks this fails."""
+    from mmdesk.perception.face import CROP_SCALE
+    from mmdesk.training.face_framing import measure
+
+    with np.load(assets / "face" / "fer2013_48px_trainval.npz") as z:
+        images = z["val_images"][:600]  # the median settles over a few hundred faces (IQR 0.82-1.03)
+    r = measure(images, manifest)
+    assert r["found"] >= 0.75 * r["faces"]
+    assert abs(r["median"] - CROP_SCALE) < 0.02, r
+    assert abs(r["centre_dx"]) < 0.03 and abs(r["centre_dy"]) < 0.03

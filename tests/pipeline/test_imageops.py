@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mmdesk.inference.manifest import load_manifest
-from mmdesk.perception.face import FaceDetector, FaceExpression, face_crop
+from mmdesk.perception.face import CROP_SCALE, FaceDetector, FaceExpression, face_crop
 from mmdesk.perception.imageops import (
     bgr_to_grey,
     downscale_area,
@@ -108,7 +108,7 @@ def _cv2_crop(image: np.ndarray, det, size: int) -> np.ndarray:
     x, y, w, h = det.box
     cx, cy = x + w / 2, y + h / 2
     (rx, ry), (lx, ly) = det.landmarks[0], det.landmarks[1]
-    m = cv2.getRotationMatrix2D((cx, cy), float(np.degrees(np.arctan2(ly - ry, lx - rx))), size / (max(w, h) * 1.1))
+    m = cv2.getRotationMatrix2D((cx, cy), float(np.degrees(np.arctan2(ly - ry, lx - rx))), size / (max(w, h) * CROP_SCALE))
     m[0, 2] += size / 2 - cx
     m[1, 2] += size / 2 - cy
     return cv2.warpAffine(grey, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
