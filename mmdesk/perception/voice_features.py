@@ -4,7 +4,8 @@ Pure numpy + soxr (no torch, no librosa): the runtime computes exactly what the 
 
 The voice model reads Whisper's own front end (its first layers are Whisper tiny.en's encoder, see
 models/cards/voice_emotion.md), so the features are Whisper's log-mel: ``features_for_model`` takes
-16 kHz mono float32 samples in [-1, 1] -> ``level_normalise`` (loud frames to -20 dBFS) ->
+16 kHz mono float32 samples in [-1, 1] -> ``trim_silence`` (quiet ends cut) -> ``level_normalise`` (loud
+frames to -20 dBFS) ->
 ``whisper_logmel`` (80 bands, 10 ms frames, log10, floored 8 decades under the window's maximum,
 (x + 4) / 4) -> at most MAX_SECONDS -> the ONNX model's ``logmel`` input ``float32 [batch, 80, frames]``.
 The same log-mel feeds speech-to-text (``mmdesk.asr.onnx_whisper``).
@@ -47,6 +48,12 @@ MAX_SECONDS = 30.0
 MAX_FRAMES = int(MAX_SECONDS * SAMPLE_RATE) // HOP  # 3,000
 # The utterance length of the training data (EmoDB files are cut to 2 s) and of the runtime's windows.
 TRAIN_SECONDS = 2.0
+# Silence at either end is cut before the features (``trim_silence``): the model pools over time, and EmoDB's
+# files are tight speech while a 2 s window or a RAVDESS file has pauses around the words. Frames quieter
+# than the loudest by more than TRIM_DB go, keeping TRIM_PAD_SECONDS of edge and at least MIN_SECONDS.
+# Three seeds, leave-one-speaker-out: English RAVDESS UAR 0.33 -> 0.41, German EmoDB 0.863 -> 0.857.
+TRIM_DB = 35.0
+TRIM_PAD_SECONDS = 0.05
 
 
 def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -206,7 +213,9 @@ def preprocessing_dict() -> dict[str, Any]:
             "target_dbfs": LEVEL_TARGET_DBFS,
             "max_gain_db": LEVEL_MAX_GAIN_DB,
         },
-        "pipeline": "level_normalise -> whisper_logmel -> first max_seconds "
+        "trim": {"method": "cut the ends whose 25 ms frames are more than db under the loudest",
+                 "db": TRIM_DB, "pad_seconds": TRIM_PAD_SECONDS, "min_seconds": MIN_SECONDS},
+        "pipeline": "first max_seconds -> trim_silence -> level_normalise -> whisper_logmel "
                     "(mmdesk.perception.voice_features.features_for_model)",
         "min_seconds": MIN_SECONDS,
         "max_seconds": MAX_SECONDS,
@@ -225,9 +234,30 @@ def check_preprocessing(pre: Mapping[str, Any]) -> None:
             raise ValueError(f"voice model preprocessing {key}={pre.get(key)!r}, this code computes {value!r}")
 
 
-def raw_features(samples: np.ndarray) -> np.ndarray:
-    """``float32 (N_MELS, frames)``: level-normalised Whisper log-mel of at most MAX_SECONDS of audio."""
+def trim_silence(samples: np.ndarray) -> np.ndarray:
+    """``samples`` without the stretches at either end whose 25 ms frames are more than TRIM_DB under the
+    loudest frame (TRIM_PAD_SECONDS of them kept); at least MIN_SECONDS (centred on the sound) stays."""
+    x = np.asarray(samples, dtype=np.float32)
+    n, keep = x.size, int(MIN_SECONDS * SAMPLE_RATE)
+    if n <= keep:
+        return x
+    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP].astype(np.float64)
+    level = 10.0 * np.log10((frames * frames).mean(axis=1) + 1e-20)
+    loud = np.flatnonzero(level > level.max() - TRIM_DB)
+    pad = int(TRIM_PAD_SECONDS * SAMPLE_RATE)
+    a, b = max(0, int(loud[0]) * HOP - pad), min(n, int(loud[-1]) * HOP + N_FFT + pad)
+    if b - a < keep:
+        a = min(max(0, (a + b) // 2 - keep // 2), n - keep)
+        b = a + keep
+    return x[a:b]
+
+
+def raw_features(samples: np.ndarray, trim: bool = True) -> np.ndarray:
+    """``float32 (N_MELS, frames)``: Whisper log-mel of at most MAX_SECONDS of audio, its silent ends cut
+    (``trim``) and its level normalised."""
     x = np.asarray(samples, dtype=np.float32)[: int(MAX_SECONDS * SAMPLE_RATE)]
+    if trim:
+        x = trim_silence(x)
     return whisper_logmel(level_normalise(x))[:, :MAX_FRAMES]
 
 
@@ -235,6 +265,6 @@ def features_for_model(samples: np.ndarray, preprocessing: Mapping[str, Any]) ->
     """``float32 (1, N_MELS, frames)``: the voice model's ``logmel`` input for 16 kHz mono audio.
 
     ``preprocessing`` is the model json's (or manifest entry's) ``preprocessing`` block, checked by the
-    loader (``check_preprocessing``); the pipeline is fixed by this module.
+    loader (``check_preprocessing``); silence is trimmed when the model was trained so (``trim``).
     """
-    return raw_features(samples)[None]
+    return raw_features(samples, trim=bool(preprocessing.get("trim")))[None]

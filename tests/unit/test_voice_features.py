@@ -70,6 +70,25 @@ def test_preprocessing_dict_round_trip_and_features_for_model():
         vf.check_preprocessing({k: v for k, v in pre.items() if k != "kind"})
 
 
+def test_trim_silence_cuts_quiet_ends_and_keeps_half_a_second():
+    rng = np.random.default_rng(0)
+    burst = (0.1 * rng.standard_normal(12000)).astype(np.float32)  # 0.75 s of sound
+    quiet = (1e-5 * rng.standard_normal(16000)).astype(np.float32)  # -100 dB: more than 35 dB under it
+    x = np.concatenate([quiet, burst, quiet])
+    y = vf.trim_silence(x)
+    pad = vf.TRIM_PAD_SECONDS * vf.SAMPLE_RATE
+    assert len(burst) <= len(y) <= len(burst) + 2 * (pad + vf.N_FFT)  # a frame may overlap each edge
+    assert np.abs(y).max() == np.abs(burst).max()  # the sound is all there
+    short = vf.trim_silence(np.concatenate([quiet, burst[:1600], quiet]))  # 0.1 s of sound
+    assert len(short) == int(vf.MIN_SECONDS * vf.SAMPLE_RATE) and np.abs(short).max() == np.abs(burst[:1600]).max()
+    assert len(vf.trim_silence(np.zeros(32000, np.float32))) == 32000  # nothing louder than anything: kept
+    assert len(vf.trim_silence(burst[:4000])) == 4000  # shorter than the minimum: left as it is
+    # the model's json decides: a model trained without trimming is fed untrimmed features
+    pre = vf.preprocessing_dict()
+    assert vf.features_for_model(x, pre).shape[2] < vf.features_for_model(x, {k: v for k, v in pre.items()
+                                                                                if k != "trim"}).shape[2]
+
+
 def test_to_mono_16k_resamples_and_downmixes():
     stereo = np.stack([_tone(1.0, 440.0, sr=48000), _tone(1.0, 440.0, sr=48000)], axis=1)
     y = vf.to_mono_16k(stereo, 48000)
