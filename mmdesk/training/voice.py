@@ -185,6 +185,7 @@ def augmented(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 @dataclass
 class VoiceCorpus:
     items: list[VoiceItem]
+    audios: list[np.ndarray]  # 16 kHz mono, as read (the export checks reuse them)
     features: np.ndarray  # (1 + AUGMENTED_VIEWS, n, 2 * dim): pooled trunk states; view 0 is the original
     labels: np.ndarray
     speakers: list[str]
@@ -262,7 +263,7 @@ def load_voice_corpus(emodb_dir: Path, ravdess_dir: Path | None, net: WhisperVoi
         tmp.replace(cache)
     else:
         log(f"  features: {len(items)} files from cache {cache}")
-    return VoiceCorpus(items=items, features=feats, labels=np.array([it.label for it in items]),
+    return VoiceCorpus(items=items, audios=audios, features=feats, labels=np.array([it.label for it in items]),
                        speakers=[it.speaker for it in items], skipped=skipped, longest_seconds=longest,
                        cached=cached)
 
@@ -597,15 +598,14 @@ def train_voice(emodb_dir: Path, ravdess_dir: Path | None, out_dir: Path, seed: 
     log(f"  training-set accuracy {train_acc:.3f} (seen data; not a metric)")
     net.set_head(head)
     t0 = time.perf_counter()
-    audios = [vf.load_audio(it.path) for it in corpus.items[:: max(1, len(corpus.items) // 6)]]
     onnx_bytes = export_voice_onnx(net)
-    worst = check_exported(onnx_bytes, net, audios)
+    worst = check_exported(onnx_bytes, net, corpus.audios[:: max(1, len(corpus.audios) // 6)])
     t_export = time.perf_counter() - t0
     log(f"  exported ONNX: {len(onnx_bytes) / 1e6:.1f} MB, max |torch - onnxruntime| {worst:.2e}")
     if worst > 1e-4:
         raise RuntimeError(f"ONNX export differs from torch by {worst:.2e}")
     int8_bytes = quantized(onnx_bytes)
-    agreement = int8_agreement(onnx_bytes, int8_bytes, [vf.load_audio(it.path) for it in corpus.items])
+    agreement = int8_agreement(onnx_bytes, int8_bytes, corpus.audios)
     log(f"  int8 file: {len(int8_bytes) / 1e6:.1f} MB, same decision as float32 on "
         f"{agreement['same_decision']:.1%} of the utterances, max |dp| {agreement['max_abs_dp']:.3f}")
     latency = latency_ms(int8_bytes)
