@@ -11,16 +11,22 @@ from mmdesk.inference.runtime import OnnxModel, open_model
 from mmdesk.perception import voice_features
 
 
+def check_features(preprocessing: dict, where: object) -> None:
+    """ModelError when the pack's voice model needs features this code does not compute (a pack from an
+    older mmdesk); ``doctor`` runs the same check."""
+    try:
+        voice_features.check_preprocessing(preprocessing)
+    except ValueError as exc:
+        raise ModelError(f"voice model {where} has unusable preprocessing constants: {exc}",
+                         "rebuild the pack with `mmdesk models build`") from None
+
+
 class VoiceEmotion:
     def __init__(self, manifest: Manifest, device: str = "auto", threads: int | None = None) -> None:
         self.model: OnnxModel = open_model(manifest, "voice_emotion", device, threads)
         entry = manifest.entry("voice_emotion")
         self.preprocessing = dict(entry.preprocessing)
-        try:
-            voice_features.check_preprocessing(self.preprocessing)
-        except ValueError as exc:
-            raise ModelError(f"voice model {self.model.path} has unusable preprocessing constants: {exc}",
-                             "rebuild the pack with `mmdesk models build`") from None
+        check_features(self.preprocessing, self.model.path)
         self.labels = tuple(entry.labels) or LABELS
         self._input = self.model.input_names[0]
         frames = next((o for o in entry.outputs if o.name == "frames"), None)
