@@ -33,9 +33,11 @@ def load_eager_models(manifest: Manifest) -> dict[str, Callable[..., torch.Tenso
     from mmdesk.training.minilm import load_torch_encoder
     from mmdesk.training.voice import load_torch_voice_model
 
-    work = Path(tempfile.mkdtemp(prefix="mmdesk-eager-"))
-    fer = load_torch_model(_wheel_member(manifest, "face_expression", work)).eval()
-    encoder = load_torch_encoder(_wheel_member(manifest, "text_encoder", work)).eval()
+    # the wheel members are only read while loading (89 MB each time): nothing is left in the temp folder
+    with tempfile.TemporaryDirectory(prefix="mmdesk-eager-") as tmp:
+        work = Path(tmp)
+        fer = load_torch_model(_wheel_member(manifest, "face_expression", work)).eval()
+        encoder = load_torch_encoder(_wheel_member(manifest, "text_encoder", work)).eval()
     root = repo_root()
     if root is None:
         raise ModelError("the voice model's head is only in a source checkout",

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def isolation() -> None:
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory: pytest.TempPathFactory, pack_dir: Path) -> dict:
+def build(tmp_path_factory: pytest.TempPathFactory, pack_dir: Path) -> Iterator[dict]:
     if sys.platform != "linux" or not shutil.which("dpkg-deb"):
         pytest.skip("the installer is built on Linux with dpkg-deb")
     dist = tmp_path_factory.mktemp("dist")
@@ -61,16 +62,17 @@ def build(tmp_path_factory: pytest.TempPathFactory, pack_dir: Path) -> dict:
                            "--models", str(pack_dir)], check=False, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (report_file,) = dist.glob("mmdesk-*.build.json")
-    report = json.loads(report_file.read_text())
-    return report
+    yield json.loads(report_file.read_text())
+    shutil.rmtree(dist, ignore_errors=True)  # ~390 MB of bundle, .deb and .tar.gz: free the disk at once
 
 
 @pytest.fixture(scope="module")
-def installed(build: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def installed(build: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The .deb unpacked as dpkg would install it (the root of the file system it would write to)."""
     root = tmp_path_factory.mktemp("root")
     subprocess.run(["dpkg-deb", "-x", build["outputs"]["deb"]["path"], str(root)], check=True)
-    return root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _app_env(home: Path) -> dict[str, str]:
