@@ -64,13 +64,14 @@ def _banks(manifest: Manifest, data: FusionData, cache: Path, seed: int,
     from mmdesk.perception.voice import VoiceEmotion
 
     inputs = [data.fer, data.emodb, data.ravdess, data.meld, data.mustard, *data.irony]
-    key = cache_key(manifest, ENCODERS, inputs, {"seed": seed, "v": 1, "faces": data.faces_per_class})
+    key = cache_key(manifest, ENCODERS, inputs, {"seed": seed, "v": 2, "faces": data.faces_per_class})
     path = cache / f"fusion-banks-{key}.npz"
     names = ("face", "voice", "text", "sarcasm", "vface", "vvoice", "vtext", "vsarcasm")
     if path.is_file():
         log(f"token banks from cache {path}")
         with np.load(path) as z:
             loaded = {n: Bank.load(dict(z), n) for n in names}
+            teachers = {n: z[f"{n}_teacher"] for n in ("face", "vface")}
     else:
         t0 = time.perf_counter()
         expr = FaceExpression(manifest, "cpu")
@@ -78,10 +79,10 @@ def _banks(manifest: Manifest, data: FusionData, cache: Path, seed: int,
         text = TextEmotion(manifest, "cpu")
         if expr.embedding_dim is None or voice.frames_dim is None:
             raise MmdeskError("the pack's face or voice model has no embedding output", "run `mmdesk models build`")
-        loaded = {
-            "face": face_bank(expr, data.fer, "train", data.faces_per_class, 4, seed, log),
-            "vface": face_bank(expr, data.fer, "val", max(1, data.faces_per_class // 5), 4, seed + 1, log),
-        }
+        loaded, teachers = {}, {}
+        loaded["face"], teachers["face"] = face_bank(expr, data.fer, "train", data.faces_per_class, 4, seed, log)
+        loaded["vface"], teachers["vface"] = face_bank(expr, data.fer, "val", max(1, data.faces_per_class // 5), 4,
+                                                       seed + 1, log)
         voices = voice_bank(voice, data.emodb, data.ravdess, log)
         held = np.isin(voices.groups, VAL_SPEAKERS)
         loaded["voice"], loaded["vvoice"] = voices.subset(np.flatnonzero(~held)), voices.subset(np.flatnonzero(held))
@@ -96,13 +97,15 @@ def _banks(manifest: Manifest, data: FusionData, cache: Path, seed: int,
         arrays: dict[str, np.ndarray] = {}
         for n in names:
             loaded[n].save(path, n, arrays)
+        arrays.update({f"{n}_teacher": t for n, t in teachers.items()})
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **arrays)
         tmp.replace(path)
         log(f"token banks built in {time.perf_counter() - t0:.0f} s → {path}")
     counts = {n: len(b) for n, b in loaded.items()}
-    return (Banks(loaded["face"], loaded["voice"], loaded["text"], loaded["sarcasm"]),
-            Banks(loaded["vface"], loaded["vvoice"], loaded["vtext"], loaded["vsarcasm"]), counts)
+    return (Banks(loaded["face"], loaded["voice"], loaded["text"], loaded["sarcasm"], face_teacher=teachers["face"]),
+            Banks(loaded["vface"], loaded["vvoice"], loaded["vtext"], loaded["vsarcasm"],
+                  face_teacher=teachers["vface"]), counts)
 
 
 def _fold(group: str, k: int = 5) -> int:

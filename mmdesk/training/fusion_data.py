@@ -89,26 +89,30 @@ def _face_variants(img48: np.ndarray, size: int, rng: np.random.Generator, n: in
 
 
 def face_bank(expr: FaceExpression, npz: Path, split: str, per_class: int, variants: int,
-              seed: int, progress: Callable[[str], None]) -> Bank:
+              seed: int, progress: Callable[[str], None]) -> tuple[Bank, np.ndarray]:
+    """Face embeddings, and the face model's own probabilities for each of them (row-aligned with the
+    bank's tokens): the teacher that the head's face-only reading is distilled towards."""
     data = np.load(npz)
     if f"{split}_images" not in data:
         raise MmdeskError(f"{npz} has no {split}_images array", "pass the FER2013 npz from ../shared/assets/face")
     images, fer_labels = data[f"{split}_images"], data[f"{split}_labels"]
     rng = np.random.default_rng(seed)
-    seqs, labels, groups = [], [], []
+    seqs, labels, groups, teacher = [], [], [], []
     for fer_idx, name in enumerate(FER2013_LABELS):
         idx = np.flatnonzero(fer_labels == fer_idx)
         idx = rng.permutation(idx)[:per_class]
         for start in range(0, len(idx), 256):
             chunk = idx[start:start + 256]
             crops = np.stack([v for i in chunk for v in _face_variants(images[i], expr.size, rng, variants)])
-            _, emb = expr.predict_with_embedding(crops)
+            probs, emb = expr.predict_with_embedding(crops)
+            teacher.append(probs.astype(np.float32))
             emb = emb.reshape(len(chunk), variants, -1)
             seqs.extend(emb)
             labels.extend([LABELS.index(name)] * len(chunk))
             groups.extend(f"fer-{split}-{i}" for i in chunk)
         progress(f"faces {split}: {name} {len(idx)}")
-    return Bank.build(seqs, labels, groups, expr.embedding_dim or 0)
+    bank = Bank.build(seqs, labels, groups, expr.embedding_dim or 0)
+    return bank, (np.concatenate(teacher) if teacher else np.zeros((0, len(LABELS)), np.float32))
 
 
 # -- voices --------------------------------------------------------------------------------------

@@ -36,6 +36,10 @@ class TrainSettings:
     aligned_share: float = 0.3  # share of the rest drawn from aligned clips, when there are any
     max_face_tokens: int = 4
     max_text_tokens: int = 64  # longer texts are cut in training (the runtime keeps up to 256)
+    # weight of the distillation term: the head's reading of the face alone should be the face model's own
+    # (KL to its probabilities on the same frames); without it the head learnt FER2013-specific directions of
+    # the embedding that video faces do not share (fusion card)
+    face_distill: float = 1.0
     seed: int = 0
     device: str = "cpu"
 
@@ -47,6 +51,7 @@ class Banks:
     text: Bank
     sarcasm: Bank  # text tokens, labels 0/1
     aligned: list = field(default_factory=list)  # AlignedExample: face, voice, text recorded together
+    face_teacher: np.ndarray | None = None  # (sum T, 7): the face model's probabilities, row-aligned with face
 
     def by_label(self) -> dict[str, list[np.ndarray]]:
         return {m: [np.flatnonzero(getattr(self, m).labels == k) for k in range(N)] for m in MODALITIES}
@@ -71,20 +76,25 @@ class Sampler:
         self.idx = banks.by_label()
         self.dims = {m: getattr(banks, m).tokens.shape[1] for m in MODALITIES}
 
-    def _face(self, i: int) -> np.ndarray:
-        seq = self.banks.face.item(i)
+    def _face(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Up to ``max_face_tokens`` of face ``i``'s frames, and the face model's mean probabilities on them."""
+        bank = self.banks.face
+        seq = bank.item(i)
         k = self.rng.integers(1, min(len(seq), self.s.max_face_tokens) + 1)
-        return seq[self.rng.permutation(len(seq))[:k]]
+        sel = self.rng.permutation(len(seq))[:k]
+        teacher = self.banks.face_teacher
+        return seq[sel], None if teacher is None else teacher[bank.offsets[i] + sel].mean(0)
 
-    def _pick(self, m: str, label: int) -> np.ndarray | None:
+    def _pick(self, m: str, label: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """A sequence of modality ``m`` with ``label`` (None when there is none), and for a face its teacher."""
         pool = self.idx[m][label]
         if len(pool) == 0:
-            return None
+            return None, None
         i = int(self.rng.choice(pool))
         if m == "face":
             return self._face(i)
         seq = getattr(self.banks, m).item(i)
-        return seq[: self.s.max_text_tokens] if m == "text" else seq
+        return (seq[: self.s.max_text_tokens] if m == "text" else seq), None
 
     def batch(self) -> dict[str, np.ndarray]:
         b = self.s.batch
@@ -94,7 +104,10 @@ class Sampler:
         emo_weight = np.zeros(b, np.float32)
         sarc_target = np.zeros(b, np.float32)
         sarc_weight = np.zeros(b, np.float32)
+        face_teacher = np.zeros((b, N), np.float32)
+        face_teacher_weight = np.zeros(b, np.float32)
         for r in range(b):
+            teacher = None
             if r < b - n_sarc and self.banks.aligned and self.rng.random() < self.s.aligned_share:
                 ex = self.banks.aligned[int(self.rng.integers(len(self.banks.aligned)))]
                 row = {m: getattr(ex, m) if self.rng.random() < self.s.p_present[m] else None for m in MODALITIES}
@@ -109,7 +122,9 @@ class Sampler:
             elif r < b - n_sarc:
                 y = int(self.rng.integers(N))
                 shown = {m: self.rng.random() < self.s.p_present[m] for m in MODALITIES}
-                row = {m: self._pick(m, y) if shown[m] else None for m in MODALITIES}
+                picks = {m: self._pick(m, y) if shown[m] else (None, None) for m in MODALITIES}
+                row = {m: p[0] for m, p in picks.items()}
+                teacher = picks["face"][1]
                 if all(v is None for v in row.values()):
                     emo_target[r] = 1.0 / N  # nothing shown: the prior, i.e. the attribution baseline
                 else:
@@ -120,15 +135,20 @@ class Sampler:
                 i = int(self.rng.integers(len(sb)))
                 row = {"text": sb.item(i)[: self.s.max_text_tokens]}
                 for m in ("face", "voice"):
-                    row[m] = self._pick(m, int(self.rng.integers(N))) if self.rng.random() < 0.5 else None
+                    seq, t = self._pick(m, int(self.rng.integers(N))) if self.rng.random() < 0.5 else (None, None)
+                    row[m] = seq
+                    teacher = t if m == "face" else teacher
                 sarc_target[r] = float(sb.labels[i])
                 sarc_weight[r] = 1.0
             for m in MODALITIES:
                 seqs[m].append(row[m])
+            if teacher is not None and row["face"] is not None:
+                face_teacher[r], face_teacher_weight[r] = teacher, 1.0
         out: dict[str, np.ndarray] = {}
         for m in MODALITIES:
             out[m], out[f"{m}_mask"] = _pad(seqs[m], self.dims[m])
-        out.update(emo_target=emo_target, emo_weight=emo_weight, sarc_target=sarc_target, sarc_weight=sarc_weight)
+        out.update(emo_target=emo_target, emo_weight=emo_weight, sarc_target=sarc_target, sarc_weight=sarc_weight,
+                   face_teacher=face_teacher, face_teacher_weight=face_teacher_weight)
         return out
 
 
@@ -156,6 +176,8 @@ def train(banks: Banks, config: FusionConfig, settings: TrainSettings,
         sarc_loss = F.binary_cross_entropy_with_logits(sarc, b["sarc_target"], reduction="none")
         sarc_loss = (sarc_loss * b["sarc_weight"]).sum() / b["sarc_weight"].sum().clamp(min=1)
         loss = emo_loss + sarc_loss
+        if settings.face_distill > 0:
+            loss = loss + settings.face_distill * _face_distillation(head, b)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
@@ -166,6 +188,23 @@ def train(banks: Banks, config: FusionConfig, settings: TrainSettings,
             log(f"  step {step + 1}/{settings.steps}: loss {np.mean(running[-500:]):.3f}")
     head.eval()
     return head.cpu(), {"train_seconds": round(time.perf_counter() - t0, 1), "final_loss": float(np.mean(running[-200:]))}
+
+
+def _face_distillation(head: FusionHead, b: dict):
+    """KL(face model ‖ head on the face alone), over the batch's rows that show a face with a teacher."""
+    import torch
+    import torch.nn.functional as F
+
+    rows = b["face_teacher_weight"] > 0
+    if not bool(rows.any()):
+        return torch.zeros((), device=rows.device)
+    face, mask = b["face"][rows], b["face_mask"][rows]
+    inputs = {m: b[m][rows][:, :1] * 0 for m in MODALITIES}  # one zero token each, masked out
+    masks = {m: torch.zeros_like(b[f"{m}_mask"][rows][:, :1]) for m in MODALITIES}
+    inputs["face"], masks["face"] = face, mask
+    logits, _, _ = head.logits(inputs, masks)
+    t = b["face_teacher"][rows].clamp(min=1e-8)
+    return (t * (t.log() - F.log_softmax(logits, -1))).sum(-1).mean()
 
 
 SUBSETS_REPORTED = ("face", "voice", "text", "face+voice", "face+text", "voice+text", "face+voice+text")
@@ -181,12 +220,18 @@ def evaluate(head: FusionHead, banks: Banks, seed: int = 1, per_label: int = 150
     idx = banks.by_label()
     dims = {m: getattr(banks, m).tokens.shape[1] for m in MODALITIES}
     rows: list[tuple[int, dict[str, np.ndarray]]] = []
+    teachers: list[np.ndarray | None] = []  # the face model's mean probabilities on each row's face
     for y in range(N):
         for _ in range(per_label):
             pick = {}
             for m in MODALITIES:
                 pool = idx[m][y]
-                pick[m] = getattr(banks, m).item(int(rng.choice(pool))) if len(pool) else None
+                i = int(rng.choice(pool)) if len(pool) else -1
+                pick[m] = getattr(banks, m).item(i) if i >= 0 else None
+                if m == "face":
+                    t = banks.face_teacher
+                    teachers.append(None if t is None or i < 0 else
+                                    t[banks.face.offsets[i]:banks.face.offsets[i + 1]].mean(0))
             rows.append((y, pick))
     out: dict[str, object] = {}
     with torch.no_grad():
@@ -202,6 +247,9 @@ def evaluate(head: FusionHead, banks: Banks, seed: int = 1, per_label: int = 150
             y_pred = probs.numpy().argmax(-1)
             out[key] = {"accuracy": round(accuracy(y_true, y_pred), 4),
                         "uar": round(uar(y_true, y_pred, N), 4), "n": len(usable)}
+            if key == "face" and all(t is not None for t in teachers):
+                own = np.array([t.argmax() for t, (_, p) in zip(teachers, rows) if p["face"] is not None])
+                out[key]["agrees_with_face_model"] = round(float((own == y_pred).mean()), 4)
     sarc, true = held_out_sarcasm(head, banks)
     pred = (sarc >= 0.5).astype(int)
     tp = int(((pred == 1) & (true == 1)).sum())
