@@ -8,8 +8,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mmdesk.training.fusion_data import Bank  # noqa: E402
-from mmdesk.training.fusion_model import FusionConfig  # noqa: E402
-from mmdesk.training.fusion_train import Banks, Sampler, TrainSettings, _face_distillation, train  # noqa: E402
+from mmdesk.training.fusion_model import FusionConfig, FusionHead  # noqa: E402
+from mmdesk.training.fusion_train import (  # noqa: E402
+    Banks,
+    Sampler,
+    TrainSettings,
+    _face_distillation,
+    train,
+)
 
 N = 7
 
@@ -58,8 +64,6 @@ def test_sampler_gives_the_teacher_of_the_faces_it_shows() -> None:
     assert np.array_equal(b["face_teacher"][emo].argmax(1), (b["emo_target"][emo].argmax(1) + 1) % N)
     tensors = {k: torch.from_numpy(v) for k, v in b.items()}
     no_teacher = dict(tensors, face_teacher_weight=torch.zeros_like(tensors["face_teacher_weight"]))
-    from mmdesk.training.fusion_model import FusionHead
-
     head = FusionHead(FusionConfig(face_dim=16, voice_dim=8, text_dim=8, width=16))
     with torch.no_grad():
         assert float(_face_distillation(head, no_teacher)) == 0.0 and float(_face_distillation(head, tensors)) > 0.0
