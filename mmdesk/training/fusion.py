@@ -64,14 +64,14 @@ def _banks(manifest: Manifest, data: FusionData, cache: Path, seed: int,
     from mmdesk.perception.voice import VoiceEmotion
 
     inputs = [data.fer, data.emodb, data.ravdess, data.meld, data.mustard, *data.irony]
-    key = cache_key(manifest, ENCODERS, inputs, {"seed": seed, "v": 2, "faces": data.faces_per_class})
+    key = cache_key(manifest, ENCODERS, inputs, {"seed": seed, "v": 3, "faces": data.faces_per_class})
     path = cache / f"fusion-banks-{key}.npz"
     names = ("face", "voice", "text", "sarcasm", "vface", "vvoice", "vtext", "vsarcasm")
     if path.is_file():
         log(f"token banks from cache {path}")
         with np.load(path) as z:
             loaded = {n: Bank.load(dict(z), n) for n in names}
-            teachers = {n: z[f"{n}_teacher"] for n in ("face", "vface")}
+            teachers = {n: z[f"{n}_teacher"] for n in ("face", "vface", "sarcasm", "vsarcasm")}
     else:
         t0 = time.perf_counter()
         expr = FaceExpression(manifest, "cpu")
@@ -90,9 +90,13 @@ def _banks(manifest: Manifest, data: FusionData, cache: Path, seed: int,
         loaded["vtext"] = text_bank(text, *meld_texts(data.meld / "dev_sent_emo.csv"), log, "MELD dev")
         s_texts, s_labels, s_groups = sarcasm_texts(data.mustard, data.irony)
         sarc = text_bank(text, s_texts, s_labels, s_groups, log, "sarcasm texts")
+        # the text-emotion model's reading of each (unlabelled for emotion) sarcasm text: the text teacher
+        sarc_teacher = np.array([text.predict(t)[0] for t in s_texts], np.float32).reshape(-1, len(LABELS))
+        log(f"text-emotion readings of {len(s_texts)} sarcasm texts")
         # one MUStARD utterance in five (by id) is held out with its context variant
         held = np.array([g.startswith("mustard-") and _fold(g) == 0 for g in sarc.groups])
         loaded["sarcasm"], loaded["vsarcasm"] = sarc.subset(np.flatnonzero(~held)), sarc.subset(np.flatnonzero(held))
+        teachers["sarcasm"], teachers["vsarcasm"] = sarc_teacher[~held], sarc_teacher[held]
         cache.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {}
         for n in names:
@@ -103,9 +107,10 @@ def _banks(manifest: Manifest, data: FusionData, cache: Path, seed: int,
         tmp.replace(path)
         log(f"token banks built in {time.perf_counter() - t0:.0f} s → {path}")
     counts = {n: len(b) for n, b in loaded.items()}
-    return (Banks(loaded["face"], loaded["voice"], loaded["text"], loaded["sarcasm"], face_teacher=teachers["face"]),
+    return (Banks(loaded["face"], loaded["voice"], loaded["text"], loaded["sarcasm"], face_teacher=teachers["face"],
+                  sarcasm_teacher=teachers["sarcasm"]),
             Banks(loaded["vface"], loaded["vvoice"], loaded["vtext"], loaded["vsarcasm"],
-                  face_teacher=teachers["vface"]), counts)
+                  face_teacher=teachers["vface"], sarcasm_teacher=teachers["vsarcasm"]), counts)
 
 
 def _fold(group: str, k: int = 5) -> int:

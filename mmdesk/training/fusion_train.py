@@ -40,6 +40,9 @@ class TrainSettings:
     # (KL to its probabilities on the same frames); without it the head learnt FER2013-specific directions of
     # the embedding that video faces do not share (fusion card)
     face_distill: float = 1.0
+    # the same for text: the head's reading of a sarcasm-corpus text alone should be the text-emotion model's
+    # (those texts have no emotion labels, and the text-emotion model never trained on them)
+    text_distill: float = 1.0
     seed: int = 0
     device: str = "cpu"
 
@@ -52,6 +55,7 @@ class Banks:
     sarcasm: Bank  # text tokens, labels 0/1
     aligned: list = field(default_factory=list)  # AlignedExample: face, voice, text recorded together
     face_teacher: np.ndarray | None = None  # (sum T, 7): the face model's probabilities, row-aligned with face
+    sarcasm_teacher: np.ndarray | None = None  # (N, 7): the text-emotion model's probabilities per sarcasm text
 
     def by_label(self) -> dict[str, list[np.ndarray]]:
         return {m: [np.flatnonzero(getattr(self, m).labels == k) for k in range(N)] for m in MODALITIES}
@@ -104,10 +108,10 @@ class Sampler:
         emo_weight = np.zeros(b, np.float32)
         sarc_target = np.zeros(b, np.float32)
         sarc_weight = np.zeros(b, np.float32)
-        face_teacher = np.zeros((b, N), np.float32)
-        face_teacher_weight = np.zeros(b, np.float32)
+        teachers = {m: np.zeros((b, N), np.float32) for m in ("face", "text")}
+        teacher_weights = {m: np.zeros(b, np.float32) for m in ("face", "text")}
         for r in range(b):
-            teacher = None
+            teacher, text_teacher = None, None
             if r < b - n_sarc and self.banks.aligned and self.rng.random() < self.s.aligned_share:
                 ex = self.banks.aligned[int(self.rng.integers(len(self.banks.aligned)))]
                 row = {m: getattr(ex, m) if self.rng.random() < self.s.p_present[m] else None for m in MODALITIES}
@@ -134,6 +138,8 @@ class Sampler:
                 sb = self.banks.sarcasm
                 i = int(self.rng.integers(len(sb)))
                 row = {"text": sb.item(i)[: self.s.max_text_tokens]}
+                if self.banks.sarcasm_teacher is not None:
+                    text_teacher = self.banks.sarcasm_teacher[i]
                 for m in ("face", "voice"):
                     seq, t = self._pick(m, int(self.rng.integers(N))) if self.rng.random() < 0.5 else (None, None)
                     row[m] = seq
@@ -143,12 +149,15 @@ class Sampler:
             for m in MODALITIES:
                 seqs[m].append(row[m])
             if teacher is not None and row["face"] is not None:
-                face_teacher[r], face_teacher_weight[r] = teacher, 1.0
+                teachers["face"][r], teacher_weights["face"][r] = teacher, 1.0
+            if text_teacher is not None:
+                teachers["text"][r], teacher_weights["text"][r] = text_teacher, 1.0
         out: dict[str, np.ndarray] = {}
         for m in MODALITIES:
             out[m], out[f"{m}_mask"] = _pad(seqs[m], self.dims[m])
         out.update(emo_target=emo_target, emo_weight=emo_weight, sarc_target=sarc_target, sarc_weight=sarc_weight,
-                   face_teacher=face_teacher, face_teacher_weight=face_teacher_weight)
+                   **{f"{m}_teacher": t for m, t in teachers.items()},
+                   **{f"{m}_teacher_weight": w for m, w in teacher_weights.items()})
         return out
 
 
@@ -176,8 +185,9 @@ def train(banks: Banks, config: FusionConfig, settings: TrainSettings,
         sarc_loss = F.binary_cross_entropy_with_logits(sarc, b["sarc_target"], reduction="none")
         sarc_loss = (sarc_loss * b["sarc_weight"]).sum() / b["sarc_weight"].sum().clamp(min=1)
         loss = emo_loss + sarc_loss
-        if settings.face_distill > 0:
-            loss = loss + settings.face_distill * _face_distillation(head, b)
+        for m, weight in (("face", settings.face_distill), ("text", settings.text_distill)):
+            if weight > 0:
+                loss = loss + weight * _distillation(head, b, m)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
@@ -190,20 +200,19 @@ def train(banks: Banks, config: FusionConfig, settings: TrainSettings,
     return head.cpu(), {"train_seconds": round(time.perf_counter() - t0, 1), "final_loss": float(np.mean(running[-200:]))}
 
 
-def _face_distillation(head: FusionHead, b: dict):
-    """KL(face model ‖ head on the face alone), over the batch's rows that show a face with a teacher."""
+def _distillation(head: FusionHead, b: dict, modality: str):
+    """KL(unimodal model ‖ head on ``modality`` alone), over the batch's rows that have a teacher for it."""
     import torch
     import torch.nn.functional as F
 
-    rows = b["face_teacher_weight"] > 0
+    rows = b[f"{modality}_teacher_weight"] > 0
     if not bool(rows.any()):
         return torch.zeros((), device=rows.device)
-    face, mask = b["face"][rows], b["face_mask"][rows]
     inputs = {m: b[m][rows][:, :1] * 0 for m in MODALITIES}  # one zero token each, masked out
     masks = {m: torch.zeros_like(b[f"{m}_mask"][rows][:, :1]) for m in MODALITIES}
-    inputs["face"], masks["face"] = face, mask
+    inputs[modality], masks[modality] = b[modality][rows], b[f"{modality}_mask"][rows]
     logits, _, _ = head.logits(inputs, masks)
-    t = b["face_teacher"][rows].clamp(min=1e-8)
+    t = b[f"{modality}_teacher"][rows].clamp(min=1e-8)
     return (t * (t.log() - F.log_softmax(logits, -1))).sum(-1).mean()
 
 
@@ -250,16 +259,20 @@ def evaluate(head: FusionHead, banks: Banks, seed: int = 1, per_label: int = 150
             if key == "face" and all(t is not None for t in teachers):
                 own = np.array([t.argmax() for t, (_, p) in zip(teachers, rows) if p["face"] is not None])
                 out[key]["agrees_with_face_model"] = round(float((own == y_pred).mean()), 4)
-    sarc, true = held_out_sarcasm(head, banks)
+    emotion, sarc = _sarcasm_texts_alone(head, banks)
+    true = np.asarray(banks.sarcasm.labels)
     pred = (sarc >= 0.5).astype(int)
     tp = int(((pred == 1) & (true == 1)).sum())
     f1 = 2 * tp / max(1, int(pred.sum()) + int(true.sum()))
     out["sarcasm_text"] = {"f1": round(f1, 4), "accuracy": round(float((pred == true).mean()), 4), "n": len(true)}
+    if banks.sarcasm_teacher is not None:  # the emotion the head reads in those texts vs the text-emotion model's
+        agree = emotion.argmax(-1) == banks.sarcasm_teacher.argmax(-1)
+        out["sarcasm_text"]["emotion_agrees_with_text_model"] = round(float(agree.mean()), 4)
     return out
 
 
-def held_out_sarcasm(head: FusionHead, banks: Banks) -> tuple[np.ndarray, np.ndarray]:
-    """The head's P(sarcastic) for every held-out sarcasm text shown alone, and the labels."""
+def _sarcasm_texts_alone(head: FusionHead, banks: Banks) -> tuple[np.ndarray, np.ndarray]:
+    """The head's emotion probabilities and P(sarcastic) for every sarcasm text of ``banks`` shown alone."""
     import torch
 
     dims = {m: getattr(banks, m).tokens.shape[1] for m in MODALITIES}
@@ -267,10 +280,15 @@ def held_out_sarcasm(head: FusionHead, banks: Banks) -> tuple[np.ndarray, np.nda
     x, mask = _pad([sb.item(i) for i in range(len(sb))], dims["text"])
     empty = {m: _pad([None] * len(sb), dims[m]) for m in ("face", "voice")}
     with torch.no_grad():
-        _, sarc, _ = head(torch.from_numpy(empty["face"][0]), torch.from_numpy(empty["face"][1]),
-                          torch.from_numpy(empty["voice"][0]), torch.from_numpy(empty["voice"][1]),
-                          torch.from_numpy(x), torch.from_numpy(mask))
-    return sarc.numpy().astype(np.float64), np.asarray(sb.labels)
+        emotion, sarc, _ = head(torch.from_numpy(empty["face"][0]), torch.from_numpy(empty["face"][1]),
+                                torch.from_numpy(empty["voice"][0]), torch.from_numpy(empty["voice"][1]),
+                                torch.from_numpy(x), torch.from_numpy(mask))
+    return emotion.numpy(), sarc.numpy().astype(np.float64)
+
+
+def held_out_sarcasm(head: FusionHead, banks: Banks) -> tuple[np.ndarray, np.ndarray]:
+    """The head's P(sarcastic) for every held-out sarcasm text shown alone, and the labels."""
+    return _sarcasm_texts_alone(head, banks)[1], np.asarray(banks.sarcasm.labels)
 
 
 def evaluate_aligned(head: FusionHead, examples: list) -> dict[str, object]:

@@ -13,7 +13,7 @@ from mmdesk.training.fusion_train import (  # noqa: E402
     Banks,
     Sampler,
     TrainSettings,
-    _face_distillation,
+    _distillation,
     train,
 )
 
@@ -37,7 +37,10 @@ def _banks() -> Banks:
     teacher = np.full((len(face.tokens), N), 0.02, np.float32)
     token_labels = np.repeat(face.labels, np.diff(face.offsets))
     teacher[np.arange(len(teacher)), (token_labels + 1) % N] = 1 - 0.02 * (N - 1)
-    return Banks(face, _bank(rng, 8, 6, 5), _bank(rng, 8, 6, 3), _bank(rng, 8, 10, 3, labels=2), face_teacher=teacher)
+    sarcasm = _bank(rng, 8, 10, 3, labels=2)
+    text_teacher = rng.dirichlet(np.ones(N), len(sarcasm)).astype(np.float32)
+    return Banks(face, _bank(rng, 8, 6, 5), _bank(rng, 8, 6, 3), sarcasm, face_teacher=teacher,
+                 sarcasm_teacher=text_teacher)
 
 
 def _face_only(head, banks: Banks) -> np.ndarray:
@@ -62,18 +65,24 @@ def test_sampler_gives_the_teacher_of_the_faces_it_shows() -> None:
     # every face of label y shown on an emotion row has the teacher's label y + 1
     emo = shown & (b["emo_weight"] > 0) & (b["emo_target"].max(1) == 1.0)
     assert np.array_equal(b["face_teacher"][emo].argmax(1), (b["emo_target"][emo].argmax(1) + 1) % N)
+    # the text teacher: the text-emotion model's reading of each sarcasm text, on exactly the sarcasm rows
+    sarcasm_rows = b["sarc_weight"] > 0
+    assert sarcasm_rows.any() and np.array_equal(b["text_teacher_weight"] > 0, sarcasm_rows)
+    assert np.allclose(b["text_teacher"][sarcasm_rows].sum(1), 1.0, atol=1e-5)
+    assert all(any(np.allclose(t, row) for row in banks.sarcasm_teacher) for t in b["text_teacher"][sarcasm_rows])
     tensors = {k: torch.from_numpy(v) for k, v in b.items()}
     no_teacher = dict(tensors, face_teacher_weight=torch.zeros_like(tensors["face_teacher_weight"]))
     head = FusionHead(FusionConfig(face_dim=16, voice_dim=8, text_dim=8, width=16))
     with torch.no_grad():
-        assert float(_face_distillation(head, no_teacher)) == 0.0 and float(_face_distillation(head, tensors)) > 0.0
+        assert float(_distillation(head, no_teacher, "face")) == 0.0 and float(_distillation(head, tensors, "face")) > 0.0
 
 
 @pytest.mark.parametrize("weight", [0.0, 3.0])
 def test_distillation_moves_the_face_only_reading_to_the_face_model(weight: float) -> None:
     banks = _banks()
     config = FusionConfig(face_dim=16, voice_dim=8, text_dim=8, width=16)
-    head, _ = train(banks, config, TrainSettings(steps=300, batch=32, face_distill=weight), log=lambda m: None)
+    head, _ = train(banks, config, TrainSettings(steps=300, batch=32, face_distill=weight, text_distill=0.0),
+                    log=lambda m: None)
     pred = _face_only(head, banks).argmax(1)
     follows_teacher = float(np.mean(pred == (banks.face.labels + 1) % N))
     follows_labels = float(np.mean(pred == banks.face.labels))
