@@ -15,12 +15,16 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mmdesk.core.labels import LABELS
 from mmdesk.training.fusion_data import Bank
 from mmdesk.training.fusion_model import MODALITIES, FusionConfig, FusionHead
+
+if TYPE_CHECKING:
+    import torch
 
 N = len(LABELS)
 
@@ -200,7 +204,7 @@ def train(banks: Banks, config: FusionConfig, settings: TrainSettings,
     return head.cpu(), {"train_seconds": round(time.perf_counter() - t0, 1), "final_loss": float(np.mean(running[-200:]))}
 
 
-def _distillation(head: FusionHead, b: dict, modality: str):
+def _distillation(head: FusionHead, b: dict[str, torch.Tensor], modality: str) -> torch.Tensor:
     """KL(unimodal model ‖ head on ``modality`` alone), over the batch's rows that have a teacher for it."""
     import torch
     import torch.nn.functional as F
