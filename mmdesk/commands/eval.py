@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"items: {result.n}")
     if result.rows:
         for name, row in result.rows.items():
-            print(f"  {name:12s} " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()))
+            print(f"  {name:16s} " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                for k, v in row.items()))
     else:
         print("  " + "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
     for role, sha in result.models.items():

@@ -147,9 +147,16 @@ def test_av_ravdess_rows(tmp_path, capsys, assets, pack_dir) -> None:
     for p in src:
         shutil.copy(p, tmp_path / p.name)
     r = run_eval(capsys, "av-ravdess", "--data", str(tmp_path))
-    assert r["n"] == 2 and set(r["rows"]) == {"face-only", "voice-only", "fused"}
+    assert r["n"] == 2 and set(r["rows"]) == {"face-only", "voice-only", "fused", "head face-only",
+                                              "head voice-only"}
     assert all(0.0 <= row["accuracy"] <= 1.0 and row["accuracy"] * 2 == int(row["accuracy"] * 2)
                for row in r["rows"].values())
+    # per window: a 3.x s clip gives about 6 windows at the default 2 s / 0.5 s hop; every one has a face
+    rows = r["rows"]
+    assert 8 <= rows["fused"]["windows"] <= 16 and rows["head face-only"]["windows"] == rows["face-only"]["windows"]
+    hits = [row["window_accuracy"] * row["windows"] for row in rows.values()]  # whole windows, to 4 decimals
+    assert all(0 <= h <= n["windows"] and abs(h - round(h)) < 0.01 for h, n in zip(hits, rows.values()))
+    assert r["metrics"] == {"accuracy": rows["face-only"]["accuracy"]}
     assert any(n.startswith("fused: the fusion head") for n in r["notes"])
 
 
