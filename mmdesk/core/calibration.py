@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmdesk.errors import ModelError
+
 EPS = 1e-6
 
 
@@ -19,8 +21,18 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 
 def temperature_scale(p: np.ndarray | float, temperature: float) -> np.ndarray:
-    """sigmoid(logit(p) / T); T = 1 leaves ``p`` as it is (up to the EPS clip)."""
+    """sigmoid(logit(p) / T); T = 1 (a model from before calibration) returns ``p`` itself, untouched."""
+    if float(temperature) == 1.0:
+        return p
     return 1.0 / (1.0 + np.exp(-logit(p) / float(temperature)))
+
+
+def checked_temperature(value: object, what: str, hint: str) -> float:
+    """A model json's temperature as a float (1.0 when the json has none); ModelError when it is unusable."""
+    t = float(1.0 if value is None else value)
+    if not np.isfinite(t) or t <= 0:
+        raise ModelError(f"{what} has an unusable temperature {t}", hint)
+    return t
 
 
 def nll(p: np.ndarray, y: np.ndarray) -> float:

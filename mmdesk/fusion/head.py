@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmdesk.core.calibration import temperature_scale
+from mmdesk.core.calibration import checked_temperature, temperature_scale
 from mmdesk.core.labels import LABELS
 from mmdesk.errors import ModelError
 from mmdesk.fusion.attribution import MODALITIES, Attribution, attribute, subsets
@@ -70,10 +70,9 @@ class FusionHead:
         self.trained_with: dict[str, str] = dict(entry.preprocessing.get("trained_with", {}))
         self.trained_on: str = str(entry.preprocessing.get("trained_on", ""))
         # fitted on the held-out sarcasm texts (fusion card); 1.0 for heads from before it
-        self.sarcasm_temperature = float(entry.preprocessing.get("sarcasm_temperature", 1.0))
-        if not np.isfinite(self.sarcasm_temperature) or self.sarcasm_temperature <= 0:
-            raise ModelError(f"the fusion head's sarcasm temperature {self.sarcasm_temperature} is unusable",
-                             "run `mmdesk train fusion` or rebuild the pack")
+        self.sarcasm_temperature = checked_temperature(entry.preprocessing.get("sarcasm_temperature"),
+                                                       "the fusion head's sarcasm output",
+                                                       "run `mmdesk train fusion` or rebuild the pack")
         self._empty_out: tuple[np.ndarray, np.ndarray] | None = None
         stale = [role for role, ident in self.trained_with.items()
                  if role in manifest.entries and encoder_identity(manifest.entries[role]) != ident]
@@ -82,9 +81,7 @@ class FusionHead:
                              "model pack holds: run `mmdesk train fusion` to retrain it on these encoders")
 
     def _calibrated(self, sarcasm: np.ndarray) -> np.ndarray:
-        if self.sarcasm_temperature == 1.0:
-            return sarcasm
-        return temperature_scale(sarcasm, self.sarcasm_temperature).astype(np.float32)
+        return np.asarray(temperature_scale(sarcasm, self.sarcasm_temperature), np.float32)
 
     def _empty(self) -> tuple[np.ndarray, np.ndarray]:
         """The head's output with nothing shown (only the null tokens): the attribution baseline."""

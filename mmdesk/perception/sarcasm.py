@@ -9,8 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mmdesk.core.calibration import temperature_scale
-from mmdesk.errors import ModelError
+from mmdesk.core.calibration import checked_temperature, temperature_scale
 from mmdesk.inference.manifest import Manifest, verify_file
 from mmdesk.inference.runtime import OnnxModel, open_model
 from mmdesk.perception.text_pairs import (
@@ -37,10 +36,8 @@ class Sarcasm:
         self.uses_context = self.context_mode != "none"
         self.threshold = float(pre.get("threshold", 0.5))
         # fitted on out-of-fold predictions (models/cards/sarcasm.md); 1.0 for packs from before it
-        self.temperature = float(pre.get("temperature", 1.0))
-        if not np.isfinite(self.temperature) or self.temperature <= 0:
-            raise ModelError(f"sarcasm model {self.model.path} has an unusable temperature {self.temperature}",
-                             "rebuild the pack with `mmdesk models build`")
+        self.temperature = checked_temperature(pre.get("temperature"), f"sarcasm model {self.model.path}",
+                                               "rebuild the pack with `mmdesk models build`")
         self.positive = list(entry.labels).index(pre.get("positive_label", "sarcastic"))
         self.tokenizer = plain_tokenizer(str(verify_file(manifest, pre.get("tokenizer_role", "text_tokenizer"))))
         self._cache: collections.OrderedDict[tuple[str, str], float] = collections.OrderedDict()
@@ -60,8 +57,7 @@ class Sarcasm:
         if todo:
             ids, mask = pad_batch([self.ids(utterances[i], contexts[i]) for i in todo])
             (probs,) = self.model.run({"input_ids": ids, "attention_mask": mask})[:1]
-            p = probs[:, self.positive]
-            out[todo] = p if self.temperature == 1.0 else temperature_scale(p, self.temperature)
+            out[todo] = temperature_scale(probs[:, self.positive], self.temperature)
         return out
 
     def predict(self, utterance: str, context: str = "") -> float:
