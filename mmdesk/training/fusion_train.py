@@ -104,6 +104,10 @@ class Sampler:
         seq = getattr(self.banks, m).item(i)
         return (seq[: self.s.max_text_tokens] if m == "text" else seq), None
 
+    def _maybe_pick(self, m: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Half the time a sequence of modality ``m`` with a random label (a sarcasm example's company)."""
+        return self._pick(m, int(self.rng.integers(N))) if self.rng.random() < 0.5 else (None, None)
+
     def batch(self) -> dict[str, np.ndarray]:
         b = self.s.batch
         n_sarc = round(b * self.s.sarcasm_share)
@@ -115,7 +119,7 @@ class Sampler:
         teachers = {m: np.zeros((b, N), np.float32) for m in ("face", "text")}
         teacher_weights = {m: np.zeros(b, np.float32) for m in ("face", "text")}
         for r in range(b):
-            teacher, text_teacher = None, None
+            face_teacher, text_teacher = None, None
             if r < b - n_sarc and self.banks.aligned and self.rng.random() < self.s.aligned_share:
                 ex = self.banks.aligned[int(self.rng.integers(len(self.banks.aligned)))]
                 row = {m: getattr(ex, m) if self.rng.random() < self.s.p_present[m] else None for m in MODALITIES}
@@ -132,7 +136,7 @@ class Sampler:
                 shown = {m: self.rng.random() < self.s.p_present[m] for m in MODALITIES}
                 picks = {m: self._pick(m, y) if shown[m] else (None, None) for m in MODALITIES}
                 row = {m: p[0] for m, p in picks.items()}
-                teacher = picks["face"][1]
+                face_teacher = picks["face"][1]
                 if all(v is None for v in row.values()):
                     emo_target[r] = 1.0 / N  # nothing shown: the prior, i.e. the attribution baseline
                 else:
@@ -144,16 +148,14 @@ class Sampler:
                 row = {"text": sb.item(i)[: self.s.max_text_tokens]}
                 if self.banks.sarcasm_teacher is not None:
                     text_teacher = self.banks.sarcasm_teacher[i]
-                for m in ("face", "voice"):
-                    seq, t = self._pick(m, int(self.rng.integers(N))) if self.rng.random() < 0.5 else (None, None)
-                    row[m] = seq
-                    teacher = t if m == "face" else teacher
+                row["face"], face_teacher = self._maybe_pick("face")
+                row["voice"], _ = self._maybe_pick("voice")
                 sarc_target[r] = float(sb.labels[i])
                 sarc_weight[r] = 1.0
             for m in MODALITIES:
                 seqs[m].append(row[m])
-            if teacher is not None and row["face"] is not None:
-                teachers["face"][r], teacher_weights["face"][r] = teacher, 1.0
+            if face_teacher is not None and row["face"] is not None:
+                teachers["face"][r], teacher_weights["face"][r] = face_teacher, 1.0
             if text_teacher is not None:
                 teachers["text"][r], teacher_weights["text"][r] = text_teacher, 1.0
         out: dict[str, np.ndarray] = {}
